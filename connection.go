@@ -1,0 +1,185 @@
+package fanout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// maxPendingControl bounds the control messages (acks, errors, presence)
+// queued for one connection; past it the connection is a slow consumer.
+const maxPendingControl = 4096
+
+// Conn is one client connection to a Session. It has a reader goroutine
+// (the ServeHTTP call) and a writer goroutine, the only one that writes to
+// the socket. Its methods are safe for concurrent use and remain valid after
+// the connection closed.
+type Conn struct {
+	s        *Session
+	ws       *websocket.Conn
+	netConn  net.Conn
+	id       string
+	identity Identity
+	remote   string
+	user     *userState // set by register
+
+	sent      atomic.Uint64 // last seq handed to the socket
+	acked     atomic.Uint64 // highest seq the client acknowledged
+	lastHeard atomic.Int64  // unix nanos of the last message from the client
+
+	mu       sync.Mutex
+	ctrl     [][]byte // encoded control messages, in order
+	closing  bool     // a close was requested; reason in closeErr
+	closeErr *CloseError
+
+	wake       chan struct{} // cap 1: control queued or close requested
+	ctx        context.Context
+	cancel     context.CancelFunc
+	writerDone chan struct{}
+}
+
+func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote string) *Conn {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Conn{
+		s: s, ws: ws, netConn: nc, identity: id, remote: remote,
+		id:         hex.EncodeToString(b[:]),
+		wake:       make(chan struct{}, 1),
+		ctx:        ctx,
+		cancel:     cancel,
+		writerDone: make(chan struct{}),
+	}
+	c.lastHeard.Store(time.Now().UnixNano())
+	return c
+}
+
+// ID returns the connection's id, unique within the session.
+func (c *Conn) ID() string { return c.id }
+
+// Identity returns who the connection belongs to.
+func (c *Conn) Identity() Identity { return c.identity }
+
+// RemoteAddr returns the client's network address as the request gave it.
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Position returns the seq of the last event handed to the socket.
+func (c *Conn) Position() uint64 { return c.sent.Load() }
+
+// Acked returns the highest seq the client acknowledged on this connection.
+func (c *Conn) Acked() uint64 { return c.acked.Load() }
+
+// CloseReason returns why the connection closed (a *CloseError), or nil
+// while it is open.
+func (c *Conn) CloseReason() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.writerDone:
+	default:
+		return nil
+	}
+	if c.closeErr == nil {
+		return nil
+	}
+	return c.closeErr
+}
+
+// serve runs the connection until both goroutines have ended.
+func (c *Conn) serve() {
+	go c.writeLoop()
+	c.readLoop()
+	c.cancel()
+	<-c.writerDone
+	_ = c.ws.CloseNow()
+}
+
+// signal wakes the writer without blocking.
+func (c *Conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues an encoded control message for the writer.
+func (c *Conn) enqueue(msg []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.ctrl) >= maxPendingControl {
+		c.mu.Unlock()
+		c.s.slowCloses.Add(1)
+		c.requestClose(CloseSlowConsumer, "too many pending messages")
+		return
+	}
+	c.ctrl = append(c.ctrl, msg)
+	c.mu.Unlock()
+	c.signal()
+}
+
+// requestClose asks the writer to close the connection with code. The
+// first reason wins. With CloseGoingAway the writer first sends everything
+// pending.
+func (c *Conn) requestClose(code CloseCode, reason string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.closeErr = &CloseError{Code: code, Reason: reason}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// noteClose records why the connection closed if no reason is known yet.
+func (c *Conn) noteClose(code CloseCode, reason string) {
+	c.mu.Lock()
+	if c.closeErr == nil {
+		c.closeErr = &CloseError{Code: code, Reason: reason}
+	}
+	c.closing = true
+	c.mu.Unlock()
+}
+
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// drop closes the TCP connection under the WebSocket at once.
+func (c *Conn) drop(code CloseCode, reason string) {
+	c.noteClose(code, reason)
+	if c.netConn != nil {
+		_ = c.netConn.Close()
+	}
+}
+
+// closeHandshake sends the close frame and waits for the client's answer,
+// for at most the write timeout, then drops the connection.
+func (c *Conn) closeHandshake(ce *CloseError) {
+	t := time.AfterFunc(c.s.cfg.writeTimeout, func() { c.drop(ce.Code, ce.Reason) })
+	defer t.Stop()
+	_ = c.ws.Close(websocket.StatusCode(ce.Code), ce.Reason)
+}
+
+// noteReadError records the close reason the reader saw.
+func (c *Conn) noteReadError(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.noteClose(CloseTooBig, "message too big")
+	case websocket.CloseStatus(err) != -1:
+		c.noteClose(CloseCode(websocket.CloseStatus(err)), "closed by client")
+	default:
+		c.noteClose(CloseAbnormal, "connection lost")
+	}
+}

@@ -1,0 +1,55 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by Publish after Shutdown or Close.
+	ErrClosed = errors.New("fanout: session closed")
+	// ErrInvalidJSON is returned by Publish for data that is not valid JSON.
+	ErrInvalidJSON = errors.New("fanout: data is not valid JSON")
+	// ErrTooLarge is returned by Publish for data larger than the maximum
+	// message size.
+	ErrTooLarge = errors.New("fanout: data exceeds the maximum message size")
+	// ErrInvalidOption is wrapped by NewSession's errors for bad options.
+	ErrInvalidOption = errors.New("fanout: invalid option")
+	// ErrForbidden may be wrapped by a validation hook's error to answer the
+	// publisher with code forbidden instead of invalid.
+	ErrForbidden = errors.New("fanout: forbidden")
+)
+
+// CloseCode is a WebSocket close status code used by the protocol.
+type CloseCode int
+
+// The close codes of protocol v1 (PROTOCOL.md).
+const (
+	CloseNormal           CloseCode = 1000 // normal closure
+	CloseGoingAway        CloseCode = 1001 // server shutting down: reconnect and resume
+	CloseAbnormal         CloseCode = 1006 // the connection dropped without a close frame
+	ClosePolicy           CloseCode = 1008 // sustained abuse
+	CloseTooBig           CloseCode = 1009 // a frame exceeded the maximum message size
+	CloseProtocolError    CloseCode = 4000 // malformed or unexpected message
+	CloseSlowConsumer     CloseCode = 4001 // fell behind the history window or a write timed out
+	CloseHeartbeatTimeout CloseCode = 4002 // no answer to a heartbeat in time
+)
+
+// CloseError says why a connection closed.
+type CloseError struct {
+	Code   CloseCode
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("fanout: connection closed with %d: %s", int(e.Code), e.Reason)
+}
+
+// CloseCodeOf returns the code of the CloseError in err's chain, or 0.
+func CloseCodeOf(err error) CloseCode {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}

@@ -1,0 +1,76 @@
+package fanout
+
+import "github.com/fanout-go/fanout/internal/wire"
+
+// register attaches c to the session: it decides where c's cursor starts
+// (a resume, or the head), queues the welcome, and announces c to the
+// others. It returns false once the session is closed.
+func (s *Session) register(c *Conn, pos resumePos) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	h := &s.log
+	w := wire.Welcome{
+		Session:     s.name,
+		Epoch:       s.epoch,
+		Head:        h.head,
+		Conn:        c.id,
+		User:        c.identity.User,
+		HeartbeatMS: s.cfg.heartbeat.Milliseconds(),
+	}
+	start := h.head
+	if pos.resume {
+		if (pos.epoch == "" || pos.epoch == s.epoch) && h.canServe(pos.after) {
+			start, w.Resumed = pos.after, true
+			c.acked.Store(pos.after) // it has processed what it resumes from
+			s.resumed.Add(1)
+		} else {
+			s.resets.Add(1)
+		}
+	}
+	c.sent.Store(start)
+
+	u := s.users[c.identity.User]
+	if u == nil {
+		u = &userState{}
+		s.users[c.identity.User] = u
+	}
+	u.conns++
+	storeMax(&u.acked, c.acked.Load())
+	c.user = u
+
+	if s.cfg.presence {
+		w.Presence = make([]wire.Member, 0, len(s.conns)+1)
+		for o := range s.conns {
+			w.Presence = append(w.Presence, wire.Member{User: o.identity.User, Conn: o.id})
+		}
+		w.Presence = append(w.Presence, wire.Member{User: c.identity.User, Conn: c.id})
+		join := wire.AppendPresence(nil, wire.TypeJoin, c.identity.User, c.id)
+		for o := range s.conns {
+			o.enqueue(join)
+		}
+	}
+	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// unregister detaches c and announces its leaving.
+func (s *Session) unregister(c *Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if u := s.users[c.identity.User]; u != nil {
+		if u.conns--; u.conns == 0 {
+			delete(s.users, c.identity.User)
+		}
+	}
+	if s.cfg.presence {
+		leave := wire.AppendPresence(nil, wire.TypeLeave, c.identity.User, c.id)
+		for o := range s.conns {
+			o.enqueue(leave)
+		}
+	}
+}

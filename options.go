@@ -1,0 +1,160 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Identity is who a connection belongs to, as the authentication hook decided.
+// It is the `from` of that connection's publishes, the key of publish-id
+// dedup and of acked positions, and what presence shows.
+type Identity struct {
+	User string
+}
+
+// An Option configures a Session. Options are checked by NewSession, which
+// returns an error for an invalid value.
+type Option func(*config)
+
+type config struct {
+	history          int
+	heartbeat        time.Duration
+	heartbeatTimeout time.Duration
+	writeTimeout     time.Duration
+	maxConns         int
+	maxMessageSize   int64
+	publishRate      float64
+	publishBurst     int
+	inboundRate      float64
+	inboundBurst     int
+	origins          []string
+	dedupWindow      int
+	presence         bool
+	logger           *slog.Logger
+	authenticate     func(*http.Request) (Identity, error)
+	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
+	onJoin, onLeave  func(*Conn)
+}
+
+func defaultConfig() config {
+	return config{
+		history:          10_000,
+		heartbeat:        25 * time.Second,
+		heartbeatTimeout: 10 * time.Second,
+		writeTimeout:     10 * time.Second,
+		maxConns:         10_000,
+		maxMessageSize:   64 << 10,
+		publishRate:      50,
+		publishBurst:     100,
+		inboundRate:      1000,
+		inboundBurst:     2000,
+		dedupWindow:      10_000,
+		presence:         true,
+		logger:           slog.New(slog.DiscardHandler),
+	}
+}
+
+func (c *config) validateConfig() error {
+	switch {
+	case c.history < 1:
+		return fmt.Errorf("%w: history window must be at least 1, got %d", ErrInvalidOption, c.history)
+	case c.heartbeat <= 0 || c.heartbeatTimeout <= 0:
+		return fmt.Errorf("%w: heartbeat interval and timeout must be positive", ErrInvalidOption)
+	case c.writeTimeout <= 0:
+		return fmt.Errorf("%w: write timeout must be positive", ErrInvalidOption)
+	case c.maxConns < 1:
+		return fmt.Errorf("%w: max connections must be at least 1, got %d", ErrInvalidOption, c.maxConns)
+	case c.maxMessageSize < 256:
+		return fmt.Errorf("%w: max message size must be at least 256 bytes, got %d", ErrInvalidOption, c.maxMessageSize)
+	case c.publishRate <= 0 || c.publishBurst < 1:
+		return fmt.Errorf("%w: publish rate and burst must be positive", ErrInvalidOption)
+	case c.dedupWindow < 1:
+		return fmt.Errorf("%w: dedup window must be at least 1, got %d", ErrInvalidOption, c.dedupWindow)
+	case c.logger == nil:
+		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+	}
+	return nil
+}
+
+// WithHistory sets how many of the most recent events the session keeps for
+// replay. A connection that falls further behind than this is closed as a
+// slow consumer (4001), and a resume from further back gets resumed:false.
+// Memory use is about history × encoded event size. Default 10,000.
+func WithHistory(events int) Option { return func(c *config) { c.history = events } }
+
+// WithHeartbeat sets how often the server pings each connection and how long
+// it then waits for any message before closing with 4002. Defaults 25 s and
+// 10 s.
+func WithHeartbeat(interval, timeout time.Duration) Option {
+	return func(c *config) { c.heartbeat, c.heartbeatTimeout = interval, timeout }
+}
+
+// WithWriteTimeout bounds each write to a connection; a write that takes
+// longer marks the connection a slow consumer and closes it. It also bounds
+// the close handshake. Default 10 s.
+func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
+
+// WithMaxConnections caps the connections a session serves at once; past it,
+// ServeHTTP answers 503 before upgrading. Default 10,000.
+func WithMaxConnections(n int) Option { return func(c *config) { c.maxConns = n } }
+
+// WithMaxMessageSize caps the size of one frame from a client (larger closes
+// the connection with 1009) and of one event's data. Default 64 KiB.
+func WithMaxMessageSize(bytes int64) Option { return func(c *config) { c.maxMessageSize = bytes } }
+
+// WithPublishRate limits each connection's publishes with a token bucket.
+// A publish over the limit is answered with an error rate_limited and not
+// appended; a connection that keeps publishing after 100 refusals in a row is
+// closed with 1008. Default 50 per second, burst 100.
+func WithPublishRate(perSecond float64, burst int) Option {
+	return func(c *config) { c.publishRate, c.publishBurst = perSecond, burst }
+}
+
+// WithOrigins lists the host patterns (path.Match syntax, as in
+// websocket.AcceptOptions.OriginPatterns) whose pages may connect besides the
+// same origin. Other origins get 403 before the upgrade, which stops
+// cross-site WebSocket hijacking. Default: same origin only. Requests without
+// an Origin header (non-browser clients) are always allowed.
+func WithOrigins(patterns ...string) Option {
+	return func(c *config) { c.origins = append([]string(nil), patterns...) }
+}
+
+// WithDedupWindow sets how many recent client publishes the session
+// remembers by (identity, id), so a retried publish gets its original seq
+// back instead of being appended twice. Default 10,000.
+func WithDedupWindow(ids int) Option { return func(c *config) { c.dedupWindow = ids } }
+
+// WithPresence turns join and leave messages and the welcome's presence list
+// on or off. Each join or leave is one small message to every connection, so
+// very large sessions may prefer it off. Default on.
+func WithPresence(enabled bool) Option { return func(c *config) { c.presence = enabled } }
+
+// WithLogger sets where the session logs connection errors. Default: silent.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithAuthenticate sets the hook that turns a request into an Identity before
+// the upgrade. An error answers 401 and no WebSocket is opened. Default:
+// every request is accepted as Identity{User: ""}.
+func WithAuthenticate(fn func(*http.Request) (Identity, error)) Option {
+	return func(c *config) { c.authenticate = fn }
+}
+
+// WithValidate sets the hook every client publish passes before it is
+// appended. It may return the data unchanged, transformed (valid JSON), or an
+// error: the publisher then gets an error message (code forbidden when the
+// error wraps ErrForbidden, invalid otherwise) and nothing is appended. It
+// runs on the connection's reader goroutine. Default: accept as is.
+func WithValidate(fn func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)) Option {
+	return func(c *config) { c.validate = fn }
+}
+
+// WithOnJoin sets a hook called after a connection is welcomed.
+func WithOnJoin(fn func(*Conn)) Option { return func(c *config) { c.onJoin = fn } }
+
+// WithOnLeave sets a hook called after a connection has closed; Conn.CloseReason
+// tells why.
+func WithOnLeave(fn func(*Conn)) Option { return func(c *config) { c.onLeave = fn } }

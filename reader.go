@@ -1,0 +1,138 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/fanout-go/fanout/internal/wire"
+)
+
+// maxRefusals is how many rate-limited publishes in a row a connection may
+// send before it is closed with 1008.
+const maxRefusals = 100
+
+// reader is the state of a connection's reader goroutine.
+type reader struct {
+	c        *Conn
+	publish  *rate.Limiter // client publishes
+	inbound  *rate.Limiter // every client message
+	refusals int
+}
+
+// readLoop reads client frames until the connection closes. After a close
+// was requested it keeps reading, discarding, so the close handshake can
+// complete.
+func (c *Conn) readLoop() {
+	cfg := &c.s.cfg
+	r := reader{
+		c:       c,
+		publish: rate.NewLimiter(rate.Limit(cfg.publishRate), cfg.publishBurst),
+		inbound: rate.NewLimiter(rate.Limit(cfg.inboundRate), cfg.inboundBurst),
+	}
+	for {
+		typ, frame, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.noteReadError(err)
+			return
+		}
+		c.lastHeard.Store(time.Now().UnixNano())
+		if c.isClosing() {
+			continue
+		}
+		if typ != websocket.MessageText {
+			c.requestClose(CloseProtocolError, "binary frames are not supported")
+			continue
+		}
+		for line := range wire.Lines(frame) {
+			if !r.inbound.Allow() {
+				c.requestClose(ClosePolicy, "message flood")
+				break
+			}
+			if code, reason := r.handle(line); code != 0 {
+				c.requestClose(code, reason)
+				break
+			}
+		}
+	}
+}
+
+// handle processes one client message and returns a close code and reason
+// when the connection must close.
+func (r *reader) handle(line []byte) (CloseCode, string) {
+	m, err := wire.DecodeClient(line)
+	if err != nil {
+		return CloseProtocolError, closeReason(err)
+	}
+	c := r.c
+	switch m.Type {
+	case wire.TypePublish:
+		return r.handlePublish(m)
+	case wire.TypeAck:
+		if m.Seq > c.sent.Load() {
+			return CloseProtocolError, "ack beyond what was sent"
+		}
+		storeMax(&c.acked, m.Seq)
+		if c.user != nil {
+			storeMax(&c.user.acked, m.Seq)
+		}
+	}
+	return 0, ""
+}
+
+func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
+	c := r.c
+	s := c.s
+	if !r.publish.Allow() {
+		r.refusals++
+		if r.refusals > maxRefusals {
+			return ClosePolicy, "publish flood"
+		}
+		c.enqueue(wire.AppendError(nil, wire.CodeRateLimited, "publish rate exceeded", m.ID))
+		return 0, ""
+	}
+	r.refusals = 0
+	data := m.Data
+	if s.cfg.validate != nil {
+		out, err := s.cfg.validate(c.ctx, c, json.RawMessage(data))
+		if err != nil {
+			code := wire.CodeInvalid
+			if errors.Is(err, ErrForbidden) {
+				code = wire.CodeForbidden
+			}
+			c.enqueue(wire.AppendError(nil, code, err.Error(), m.ID))
+			return 0, ""
+		}
+		if !json.Valid(out) {
+			s.cfg.logger.Error("fanout: validation hook returned invalid JSON", "session", s.name)
+			c.enqueue(wire.AppendError(nil, wire.CodeInvalid, "publish could not be processed", m.ID))
+			return 0, ""
+		}
+		data = wire.Compact(out)
+	}
+	if int64(len(data)) > s.cfg.maxMessageSize {
+		c.enqueue(wire.AppendError(nil, wire.CodeTooLarge,
+			fmt.Sprintf("event data is %d bytes, limit %d", len(data), s.cfg.maxMessageSize), m.ID))
+		return 0, ""
+	}
+	seq, ok := s.publishFrom(c.identity.User, m.ID, data)
+	if ok {
+		c.enqueue(wire.AppendAck(nil, m.ID, seq))
+	}
+	return 0, ""
+}
+
+// closeReason fits an error into a close frame's 123-byte reason.
+func closeReason(err error) string {
+	const max = 120
+	s := err.Error()
+	if len(s) > max {
+		s = s[:max]
+	}
+	return s
+}

@@ -1,0 +1,147 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/fanout-go/fanout/internal/wire"
+)
+
+// Session is one ordered stream of events (a document, a room) and the
+// http.Handler its clients connect to. Every event gets the next seq of the
+// session's single sequence and goes to every connection in that order.
+//
+// All methods are safe for concurrent use. A Session must be created with
+// NewSession; after Shutdown or Close it may not be reused.
+type Session struct {
+	name   string
+	cfg    config
+	epoch  string
+	accept websocket.AcceptOptions
+
+	mu       sync.RWMutex
+	log      history
+	tail     chan struct{} // closed and replaced on every append: wakes writers
+	dedup    dedup
+	conns    map[*Conn]struct{}
+	users    map[string]*userState
+	admitted int // connections past admission, registered or not
+	closed   bool
+
+	wg sync.WaitGroup // ServeHTTP calls that admitted a connection
+
+	published  atomic.Uint64
+	delivered  atomic.Uint64
+	slowCloses atomic.Uint64
+	resumed    atomic.Uint64
+	resets     atomic.Uint64
+}
+
+// userState is what the session tracks per identity while it has
+// connections.
+type userState struct {
+	conns int
+	acked atomic.Uint64
+}
+
+// NewSession returns a session named name (sent to clients in welcome),
+// configured by opts.
+func NewSession(name string, opts ...Option) (*Session, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		o(&cfg)
+	}
+	if err := cfg.validateConfig(); err != nil {
+		return nil, err
+	}
+	return &Session{
+		name:   name,
+		cfg:    cfg,
+		epoch:  newEpoch(),
+		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins},
+		log:    newHistory(cfg.history),
+		tail:   make(chan struct{}),
+		dedup:  newDedup(cfg.dedupWindow),
+		conns:  make(map[*Conn]struct{}),
+		users:  make(map[string]*userState),
+	}, nil
+}
+
+// Name returns the session's name.
+func (s *Session) Name() string { return s.name }
+
+// Epoch returns the name of this incarnation of the session's history.
+func (s *Session) Epoch() string { return s.epoch }
+
+// Publish appends data, which must be JSON, as the next event and returns
+// its seq. When it returns nil the event is committed: sequenced, in the
+// history window, and due to every connection. Data containing raw newlines
+// is compacted. It fails with ErrInvalidJSON, ErrTooLarge, ErrClosed or
+// ctx's error.
+func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if !json.Valid(data) {
+		return 0, ErrInvalidJSON
+	}
+	data = wire.Compact(data)
+	if int64(len(data)) > s.cfg.maxMessageSize {
+		return 0, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), s.cfg.maxMessageSize)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.commitLocked(data, "", ""), nil
+}
+
+// publishFrom appends a client publish unless the same identity already
+// published id within the dedup window, in which case it returns the
+// original seq. ok is false when the session is closed.
+func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool) {
+	k := dedupKey{user: user, id: id}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, false
+	}
+	if seq, dup := s.dedup.lookup(k); dup {
+		return seq, true
+	}
+	seq = s.commitLocked(data, user, id)
+	s.dedup.remember(k, seq)
+	return seq, true
+}
+
+// Acked returns the highest seq any connection of user has acknowledged,
+// while user has at least one connection.
+func (s *Session) Acked(user string) (seq uint64, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[user]
+	if !ok {
+		return 0, false
+	}
+	return u.acked.Load(), true
+}
+
+// Conns returns a snapshot of the session's open connections.
+func (s *Session) Conns() []*Conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
