@@ -1,0 +1,48 @@
+// Package fanout is reliable event fan-out over WebSockets, embedded in a Go
+// web service.
+//
+// A [Session] is one ordered stream of events (a document, a room) and an
+// [http.Handler]: mount it, and its clients get every event in one gap-free
+// sequence, acks both ways, replay of what they missed while disconnected,
+// heartbeats, bounded memory under slow clients and graceful shutdown.
+//
+//	s, _ := fanout.NewSession("room-1", fanout.WithAuthenticate(auth))
+//	mux.Handle("/ws", s)
+//	seq, err := s.Publish(ctx, []byte(`{"text":"hi"}`))
+//
+// The wire protocol is specified in PROTOCOL.md; package
+// github.com/fanout-go/fanout/client is a Go client that follows it, with
+// reconnect, resume, dedup and exactly-once publish.
+//
+// # Guarantees
+//
+// Order: each event gets the next seq (1, 2, 3, ...) of the session's epoch;
+// every connection receives events in that order with no gaps.
+//
+// No silent loss: a connection is never skipped past an event. A client that
+// cannot keep up (it fell out of the history window, or a write blocked past
+// the write timeout) is closed with [CloseSlowConsumer]; it reconnects with
+// its last seq and either every event after it is replayed or its welcome
+// says resumed:false, an explicit reset.
+//
+// Exactly-once effect: clients drop duplicates by seq after a resume, and a
+// client publish retried with the same id within the dedup window gets its
+// original seq back instead of being appended twice.
+//
+// Bounded resources: memory is the history window (events are encoded once
+// and shared by all connections, each of which only keeps a cursor), the
+// dedup window and small per-connection buffers, whatever the clients do.
+// No goroutine outlives [Session.Shutdown] or [Session.Close].
+//
+// # How it works
+//
+// Publish encodes an event once, to the bytes every connection sends, and
+// appends it to the session's history window. Each connection has a reader
+// goroutine (the ServeHTTP call) and a writer goroutine; the writer is the
+// only one that writes to the socket. It sends from its own position in the
+// shared window, packing whatever is pending into one frame of
+// newline-separated messages. A resume is a cursor that starts in the past.
+//
+// The history is kept in memory: when the process restarts, the epoch changes
+// and resuming clients are told resumed:false.
+package fanout

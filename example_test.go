@@ -1,0 +1,103 @@
+package fanout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/fanout-go/fanout"
+)
+
+// A Session is an http.Handler: mount it, publish to it.
+func Example() {
+	s, err := fanout.NewSession("room-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s) // clients connect here; see PROTOCOL.md
+
+	seq, err := s.Publish(context.Background(), []byte(`{"text":"hello"}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("published seq", seq)
+	// Output: published seq 1
+}
+
+// Publish returns the event's seq once it is committed; each call gets the
+// next one.
+func ExampleSession_Publish() {
+	s, _ := fanout.NewSession("doc")
+	defer s.Close()
+	ctx := context.Background()
+	for _, data := range []string{`"a"`, `"b"`, `{"c":3}`} {
+		seq, _ := s.Publish(ctx, []byte(data))
+		fmt.Println(seq, data)
+	}
+	_, err := s.Publish(ctx, []byte(`not json`))
+	fmt.Println(err)
+	st := s.Stats()
+	fmt.Println("head", st.Head, "oldest", st.Oldest)
+	// Output:
+	// 1 "a"
+	// 2 "b"
+	// 3 {"c":3}
+	// fanout: data is not valid JSON
+	// head 3 oldest 1
+}
+
+// Hook Shutdown into http.Server, which does not close WebSockets itself:
+// clients get 1001 and resume, on this node after a restart or on another.
+func ExampleSession_Shutdown() {
+	s, _ := fanout.NewSession("room")
+	srv := &http.Server{
+		Addr:              "127.0.0.1:0",
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second, // stops slowloris handshakes
+	}
+	srv.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	go func() {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Print(err)
+		}
+	}()
+	// ... on SIGTERM:
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_ = s.Shutdown(ctx) // RegisterOnShutdown runs it asynchronously; wait for it too
+	_, err := s.Publish(ctx, []byte(`1`))
+	fmt.Println(err)
+	// Output: fanout: session closed
+}
+
+// Authenticate requests and validate client publishes with hooks.
+func ExampleWithAuthenticate() {
+	s, err := fanout.NewSession("room",
+		fanout.WithAuthenticate(func(r *http.Request) (fanout.Identity, error) {
+			user, _, ok := r.BasicAuth() // use your real session or token check
+			if !ok {
+				return fanout.Identity{}, errors.New("no credentials")
+			}
+			return fanout.Identity{User: user}, nil
+		}),
+		fanout.WithHistory(50_000),
+		fanout.WithHeartbeat(15*time.Second, 5*time.Second),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	fmt.Println(s.Name())
+	// Output: room
+}

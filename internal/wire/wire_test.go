@@ -1,0 +1,148 @@
+package wire
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	tests := []string{
+		"", "alice", `quo"te`, `back\slash`, "new\nline", "tab\t", "\x00\x1f",
+		"<script>&", "ünïcødé ✓", "\u2028\u2029", "bad\xffutf8", strings.Repeat("x", 200),
+	}
+	for _, s := range tests {
+		t.Run(s, func(t *testing.T) {
+			want, err := json.Marshal(s)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(AppendString(nil, s)))
+		})
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "a", "\n", "\xff", "\u2028", `"\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := AppendString(nil, s)
+		want, _ := json.Marshal(s)
+		if string(got) != string(want) {
+			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+func TestServerMessagesAreValidJSONLines(t *testing.T) {
+	msgs := [][]byte{
+		AppendEvent(nil, 7, []byte(`{"a":1}`), "", ""),
+		AppendEvent(nil, 8, []byte(`"x"`), "al\nice", "id\"1"),
+		AppendAck(nil, "p\n1", 9),
+		AppendError(nil, CodeRateLimited, "slow\ndown", "p1"),
+		AppendError(nil, CodeInvalid, "no id", ""),
+		AppendPresence(nil, TypeJoin, "bob", "c1"),
+		AppendWelcome(nil, &Welcome{Session: "s", Epoch: "e", Head: 3, Conn: "c", User: "u", HeartbeatMS: 25000,
+			Resumed: true, Presence: []Member{{User: "u", Conn: "c"}, {User: "v", Conn: "d"}}}),
+		Ping,
+	}
+	for _, m := range msgs {
+		assert.NotContains(t, string(m), "\n")
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(m, &v), "%s", m)
+		assert.NotEmpty(t, v["type"])
+	}
+	var ev map[string]any
+	require.NoError(t, json.Unmarshal(msgs[1], &ev))
+	assert.Equal(t, map[string]any{"type": "event", "seq": 8.0, "data": "x", "from": "al\nice", "id": "id\"1"}, ev)
+}
+
+func TestDecodeClient(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    ClientMessage
+		wantErr string
+	}{
+		{line: `{"type":"pong"}`, want: ClientMessage{Type: "pong"}},
+		{line: `{"type":"ack","seq":5}`, want: ClientMessage{Type: "ack", Seq: 5}},
+		{line: `{"type":"publish","id":"a","data":null}`, want: ClientMessage{Type: "publish", ID: "a", Data: []byte("null")}},
+		{line: `{"type":"publish","id":"a","data":{"x":[1, 2]},"extra":1}`, want: ClientMessage{Type: "publish", ID: "a", Data: []byte(`{"x":[1, 2]}`)}},
+		{line: `{"type":"publish","id":"a","data":` + "{\n}" + `}`, want: ClientMessage{Type: "publish", ID: "a", Data: []byte(`{}`)}},
+		{line: `{`, wantErr: "malformed"},
+		{line: `null`, wantErr: "missing type"},
+		{line: `{"type":"nope"}`, wantErr: "unknown type"},
+		{line: `{"type":"ack"}`, wantErr: "ack without seq"},
+		{line: `{"type":"ack","seq":"1"}`, wantErr: "malformed"},
+		{line: `{"type":"ack","seq":18446744073709551616}`, wantErr: "malformed"},
+		{line: `{"type":"publish","data":1}`, wantErr: "without id"},
+		{line: `{"type":"publish","id":"a"}`, wantErr: "without data"},
+		{line: `{"type":"publish","id":"` + strings.Repeat("a", 65) + `","data":1}`, wantErr: "1-64 bytes"},
+		{line: strings.Repeat("[", 20000) + strings.Repeat("]", 20000), wantErr: "malformed"},
+	}
+	for _, tt := range tests {
+		name := tt.line
+		if len(name) > 40 {
+			name = name[:40]
+		}
+		t.Run(name, func(t *testing.T) {
+			got, err := DecodeClient([]byte(tt.line))
+			if tt.wantErr != "" {
+				require.ErrorIs(t, err, ErrProtocol)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want.Type, got.Type)
+			assert.Equal(t, tt.want.ID, got.ID)
+			assert.Equal(t, string(tt.want.Data), string(got.Data))
+			assert.Equal(t, tt.want.Seq, got.Seq)
+		})
+	}
+}
+
+func FuzzDecodeClient(f *testing.F) {
+	for _, s := range []string{`{"type":"pong"}`, `{"type":"ack","seq":1}`, `{"type":"publish","id":"x","data":{"a":[1]}}`, `{`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		m, err := DecodeClient(line)
+		if err != nil {
+			return
+		}
+		if m.Type == TypePublish {
+			if len(m.ID) == 0 || len(m.ID) > MaxIDLen || !json.Valid(m.Data) || strings.Contains(string(m.Data), "\n") {
+				t.Fatalf("accepted bad publish %q -> %+v", line, m)
+			}
+		}
+	})
+}
+
+func TestLines(t *testing.T) {
+	tests := []struct {
+		frame string
+		want  []string
+	}{
+		{"", nil},
+		{"a", []string{"a"}},
+		{"a\n", []string{"a"}},
+		{"a\nb", []string{"a", "b"}},
+		{"\n\na\n \n\tb\n", []string{"a", "\tb"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for l := range Lines([]byte(tt.frame)) {
+			got = append(got, string(l))
+		}
+		assert.Equal(t, tt.want, got, "%q", tt.frame)
+	}
+	n := 0
+	for range Lines([]byte("a\nb\nc")) {
+		n++
+		if n == 2 {
+			break
+		}
+	}
+	assert.Equal(t, 2, n, "stops when the consumer does")
+}
