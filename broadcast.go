@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,19 +13,38 @@ import (
 	"github.com/fanout-go/fanout/internal/wire"
 )
 
-// maxBatch is the size past which a writer stops adding events to a frame.
-// A frame holds at least one event whatever its size.
-const maxBatch = 32 << 10
+const (
+	// maxBatch is the size past which a writer stops adding events to a
+	// frame. A frame holds at least one event whatever its size.
+	maxBatch = 32 << 10
+	// defaultLinger is how long a writer goroutine waits for more to send before it
+	// exits. Idle connections then hold no writer goroutine; busy ones keep
+	// theirs.
+	defaultLinger = 2 * time.Second
+)
 
-// commitLocked appends one event and wakes every writer. The event is
-// encoded here, once; writers send these bytes as they are. s.mu is held.
+// commitLocked appends one event. The event is encoded here, once; writers
+// send these bytes as they are. s.mu is held; the caller wakes writers with
+// wakeWriters after unlocking.
 func (s *Session) commitLocked(data []byte, from, id string) uint64 {
 	b := make([]byte, 0, len(data)+len(from)+len(id)+64)
 	seq := s.log.append(wire.AppendEvent(b, s.log.head+1, data, from, id))
+	s.head.Store(seq)
 	close(s.tail)
 	s.tail = make(chan struct{})
 	s.published.Add(1)
 	return seq
+}
+
+// wakeWriters starts a writer for every connection that is behind seq and
+// has none. Connections with a running writer notice the new event by
+// themselves, through the tail channel.
+func (s *Session) wakeWriters(seq uint64) {
+	for _, c := range *s.connList.Load() {
+		if !c.active.Load() && c.sent.Load() < seq {
+			c.kick()
+		}
+	}
 }
 
 // fill appends the encoded events after seq `after` to buf, one per line,
@@ -50,16 +70,51 @@ func (s *Session) fill(after uint64, buf []byte) (_ []byte, last uint64, n int, 
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+4096); return &b }}
 
+// kick makes sure a writer goroutine is running for c.
+func (c *Conn) kick() {
+	if c.active.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished || !c.active.CompareAndSwap(false, true) {
+		return
+	}
+	c.writers.Add(1)
+	go c.writeLoop()
+}
+
+// notify tells c's writer, running or not, that there is something to do.
+func (c *Conn) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	c.kick()
+}
+
+// pending reports whether the writer has anything to do.
+func (c *Conn) pending() bool {
+	c.mu.Lock()
+	busy := len(c.ctrl) > 0 || c.closing
+	c.mu.Unlock()
+	return busy || c.pingDue.Load() || c.sent.Load() < c.s.head.Load()
+}
+
 // writeLoop is the connection's writer: it drains control messages, then
 // sends events from the connection's cursor in the shared history, packing
-// whatever is pending into one frame, and pings on schedule. It is the only
-// goroutine that writes to the socket.
+// whatever is pending into one frame. It is the only goroutine that writes
+// to the socket, and at most one runs per connection; it exits after
+// lingering idle, and for good once the connection is closed.
 func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
+	defer c.writers.Done()
 	s := c.s
-	hb := heartbeat{interval: s.cfg.heartbeat, timeout: s.cfg.heartbeatTimeout}
-	timer := time.NewTimer(hb.interval)
-	defer timer.Stop()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
 		ctrl, closing, ce := c.ctrl, c.closing, c.closeErr
@@ -72,10 +127,9 @@ func (c *Conn) writeLoop() {
 			buf = append(buf, m...)
 			buf = append(buf, '\n')
 		}
-		if hb.due {
+		if c.pingDue.Swap(false) {
 			buf = append(buf, wire.Ping...)
 			buf = append(buf, '\n')
-			hb.due = false
 		}
 		if closing && ce.Code != CloseGoingAway {
 			// Say why before closing, but send no more events.
@@ -97,7 +151,7 @@ func (c *Conn) writeLoop() {
 			err := c.write(buf)
 			putBatch(bp, buf)
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
 					c.slowConsumer("write timed out")
 				} else {
 					c.drop(CloseAbnormal, "write failed")
@@ -112,13 +166,19 @@ func (c *Conn) writeLoop() {
 			c.closeHandshake(ce)
 			return
 		}
+		if idle == nil {
+			idle = time.NewTimer(s.cfg.linger)
+		} else {
+			idle.Reset(s.cfg.linger)
+		}
 		select {
 		case <-tail:
 		case <-c.wake:
-		case <-timer.C:
-			if !hb.tick(timer, c.lastHeard.Load()) {
-				c.noteClose(CloseHeartbeatTimeout, "heartbeat timeout")
-				c.closeHandshake(&CloseError{Code: CloseHeartbeatTimeout, Reason: "heartbeat timeout"})
+		case <-idle.C:
+			c.active.Store(false)
+			// Whoever queued work after our last look either sees
+			// active==false and starts a writer, or is seen here.
+			if !c.pending() || !c.active.CompareAndSwap(false, true) {
 				return
 			}
 		case <-c.ctx.Done():
@@ -135,14 +195,17 @@ func putBatch(bp *[]byte, buf []byte) {
 	batchPool.Put(bp)
 }
 
-// write sends one frame, bounded by the write timeout.
+// write sends one frame, bounded by the write timeout. The bound is a
+// deadline on the socket rather than a context: a cancellable context costs
+// the WebSocket library several allocations per write, a deadline none.
 func (c *Conn) write(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.writeTimeout)
-	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, buf)
+	if err := c.netConn.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout)); err != nil {
+		return err
+	}
+	return c.ws.Write(context.Background(), websocket.MessageText, buf)
 }
 
 // slowConsumer closes a connection that cannot keep up. Nothing is skipped:

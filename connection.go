@@ -18,9 +18,9 @@ import (
 const maxPendingControl = 4096
 
 // Conn is one client connection to a Session. It has a reader goroutine
-// (the ServeHTTP call) and a writer goroutine, the only one that writes to
-// the socket. Its methods are safe for concurrent use and remain valid after
-// the connection closed.
+// (the ServeHTTP call) and, while there is something to send, a writer
+// goroutine, the only one that writes to the socket. Its methods are safe
+// for concurrent use and remain valid after the connection closed.
 type Conn struct {
 	s        *Session
 	ws       *websocket.Conn
@@ -33,16 +33,22 @@ type Conn struct {
 	sent      atomic.Uint64 // last seq handed to the socket
 	acked     atomic.Uint64 // highest seq the client acknowledged
 	lastHeard atomic.Int64  // unix nanos of the last message from the client
+	active    atomic.Bool   // a writer goroutine is running
+	pingDue   atomic.Bool   // the writer should send a ping
+	pingAt    atomic.Int64  // unix nanos of the outstanding ping, 0 if none
+	heartbeat *time.Timer   // runs onHeartbeat
 
 	mu       sync.Mutex
 	ctrl     [][]byte // encoded control messages, in order
 	closing  bool     // a close was requested; reason in closeErr
 	closeErr *CloseError
+	finished bool // serve is ending: no writer may start
 
-	wake       chan struct{} // cap 1: control queued or close requested
-	ctx        context.Context
-	cancel     context.CancelFunc
-	writerDone chan struct{}
+	wake    chan struct{} // cap 1: wakes a lingering writer
+	writers sync.WaitGroup
+	ctx     context.Context // cancelled when the reader ends
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the connection is fully over
 }
 
 func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote string) *Conn {
@@ -51,11 +57,11 @@ func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote st
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
 		s: s, ws: ws, netConn: nc, identity: id, remote: remote,
-		id:         hex.EncodeToString(b[:]),
-		wake:       make(chan struct{}, 1),
-		ctx:        ctx,
-		cancel:     cancel,
-		writerDone: make(chan struct{}),
+		id:     hex.EncodeToString(b[:]),
+		wake:   make(chan struct{}, 1),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
 	}
 	c.lastHeard.Store(time.Now().UnixNano())
 	return c
@@ -82,7 +88,7 @@ func (c *Conn) CloseReason() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	select {
-	case <-c.writerDone:
+	case <-c.done:
 	default:
 		return nil
 	}
@@ -92,21 +98,20 @@ func (c *Conn) CloseReason() error {
 	return c.closeErr
 }
 
-// serve runs the connection until both goroutines have ended.
+// serve runs the connection until it closes and its goroutines have ended.
 func (c *Conn) serve() {
-	go c.writeLoop()
+	c.heartbeat = time.AfterFunc(time.Hour, c.onHeartbeat)
+	c.heartbeat.Reset(c.s.cfg.heartbeat)
+	c.kick() // sends the welcome
 	c.readLoop()
 	c.cancel()
-	<-c.writerDone
+	c.mu.Lock()
+	c.finished = true
+	c.mu.Unlock()
+	c.heartbeat.Stop()
+	c.writers.Wait()
 	_ = c.ws.CloseNow()
-}
-
-// signal wakes the writer without blocking.
-func (c *Conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	close(c.done)
 }
 
 // enqueue queues an encoded control message for the writer.
@@ -124,7 +129,7 @@ func (c *Conn) enqueue(msg []byte) {
 	}
 	c.ctrl = append(c.ctrl, msg)
 	c.mu.Unlock()
-	c.signal()
+	c.notify()
 }
 
 // requestClose asks the writer to close the connection with code. The
@@ -137,7 +142,7 @@ func (c *Conn) requestClose(code CloseCode, reason string) {
 		c.closeErr = &CloseError{Code: code, Reason: reason}
 	}
 	c.mu.Unlock()
-	c.signal()
+	c.notify()
 }
 
 // noteClose records why the connection closed if no reason is known yet.

@@ -54,7 +54,18 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
 	s.conns[c] = struct{}{}
+	s.snapshotConnsLocked()
 	return true
+}
+
+// snapshotConnsLocked publishes the connection list that publishers scan
+// without the lock. s.mu is held.
+func (s *Session) snapshotConnsLocked() {
+	list := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	s.connList.Store(&list)
 }
 
 // unregister detaches c and announces its leaving.
@@ -62,6 +73,7 @@ func (s *Session) unregister(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	s.snapshotConnsLocked()
 	if u := s.users[c.identity.User]; u != nil {
 		if u.conns--; u.conns == 0 {
 			delete(s.users, c.identity.User)

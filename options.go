@@ -34,6 +34,7 @@ type config struct {
 	origins          []string
 	dedupWindow      int
 	presence         bool
+	linger           time.Duration // how long an idle writer waits; tests shorten it
 	logger           *slog.Logger
 	authenticate     func(*http.Request) (Identity, error)
 	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
@@ -54,6 +55,7 @@ func defaultConfig() config {
 		inboundBurst:     2000,
 		dedupWindow:      10_000,
 		presence:         true,
+		linger:           defaultLinger,
 		logger:           slog.New(slog.DiscardHandler),
 	}
 }

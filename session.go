@@ -26,7 +26,9 @@ type Session struct {
 
 	mu       sync.RWMutex
 	log      history
-	tail     chan struct{} // closed and replaced on every append: wakes writers
+	head     atomic.Uint64           // log.head, readable without the lock
+	connList atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
+	tail     chan struct{}           // closed and replaced on every append: wakes writers
 	dedup    dedup
 	conns    map[*Conn]struct{}
 	users    map[string]*userState
@@ -62,7 +64,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 	if err := cfg.validateConfig(); err != nil {
 		return nil, err
 	}
-	return &Session{
+	s := &Session{
 		name:   name,
 		cfg:    cfg,
 		epoch:  newEpoch(),
@@ -72,7 +74,9 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		dedup:  newDedup(cfg.dedupWindow),
 		conns:  make(map[*Conn]struct{}),
 		users:  make(map[string]*userState),
-	}, nil
+	}
+	s.connList.Store(new([]*Conn))
+	return s, nil
 }
 
 // Name returns the session's name.
@@ -98,11 +102,14 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), s.cfg.maxMessageSize)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return 0, ErrClosed
 	}
-	return s.commitLocked(data, "", ""), nil
+	seq := s.commitLocked(data, "", "")
+	s.mu.Unlock()
+	s.wakeWriters(seq)
+	return seq, nil
 }
 
 // publishFrom appends a client publish unless the same identity already
@@ -111,15 +118,18 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool) {
 	k := dedupKey{user: user, id: id}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return 0, false
 	}
 	if seq, dup := s.dedup.lookup(k); dup {
+		s.mu.Unlock()
 		return seq, true
 	}
 	seq = s.commitLocked(data, user, id)
 	s.dedup.remember(k, seq)
+	s.mu.Unlock()
+	s.wakeWriters(seq)
 	return seq, true
 }
 
