@@ -1,0 +1,431 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanout-go/fanout"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowser runs e2e/collab.e2e.mjs: two real headless Chromium pages
+// against the example, through a proxy the script controls (drop, stall,
+// restart). It needs node, e2e/node_modules (npm ci) and Chromium; run
+// e2e/setup.sh to install them. Without them it is skipped, unless
+// FANOUT_BROWSER_TEST=require makes that a failure.
+func TestBrowser(t *testing.T) {
+	var missing []string
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing = append(missing, "node")
+	}
+	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "playwright-core")); err != nil {
+		missing = append(missing, "e2e/node_modules/playwright-core")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		missing = append(missing, chromiumPath)
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("browser test needs %s: run examples/collab/e2e/setup.sh", strings.Join(missing, ", "))
+		if os.Getenv("FANOUT_BROWSER_TEST") == "require" {
+			t.Fatal(msg + " (FANOUT_BROWSER_TEST=require)")
+		}
+		t.Skip(msg)
+	}
+	if testing.Short() && os.Getenv("FANOUT_BROWSER_TEST") != "require" {
+		t.Skip("browser test skipped in -short mode")
+	}
+
+	logs := &lockedBuffer{}
+	h := &harness{
+		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Fast heartbeats, so that the page's pongs and its dead-server
+		// detection (heartbeat + 10 s) are exercised in seconds.
+		opts: []fanout.Option{
+			fanout.WithHeartbeat(time.Second, time.Second),
+			fanout.WithWriteTimeout(2 * time.Second),
+		},
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+
+	first, err := h.start()
+	require.NoError(t, err)
+	defer h.stopAll()
+
+	px, err := newProxy(first.addr)
+	require.NoError(t, err)
+	defer px.close()
+	h.proxy = px
+
+	ctl := &http.Server{Handler: h.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	ctlLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = ctl.Serve(ctlLn) }()
+	defer ctl.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "collab.e2e.mjs")
+	cmd.Dir = "e2e"
+	cmd.Env = append(os.Environ(),
+		"COLLAB_URL=http://"+px.addr(),
+		"COLLAB_CONTROL=http://"+ctlLn.Addr().String(),
+	)
+	cmd.WaitDelay = 10 * time.Second // Chromium children must not hold the pipes open
+	out, err := cmd.CombinedOutput()
+	t.Logf("node e2e/collab.e2e.mjs:\n%s", out)
+	if ctx.Err() != nil {
+		t.Fatalf("browser test timed out: %v", ctx.Err())
+	}
+	require.NoError(t, err, "browser test failed")
+}
+
+// harness is the example server as the browser test runs it: restartable
+// behind a proxy that keeps the pages' URL.
+type harness struct {
+	logger *slog.Logger
+	opts   []fanout.Option
+	proxy  *proxy
+
+	mu      sync.Mutex
+	current *testServer
+	all     []*testServer
+}
+
+func (h *harness) start() (*testServer, error) {
+	ts, err := newTestServer(h.logger, h.opts...)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.current = ts
+	h.all = append(h.all, ts)
+	h.mu.Unlock()
+	return ts, nil
+}
+
+func (h *harness) server() *testServer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.current
+}
+
+func (h *harness) stopAll() {
+	h.mu.Lock()
+	all := h.all
+	h.mu.Unlock()
+	for _, ts := range all {
+		_ = ts.stop()
+	}
+}
+
+// restart shuts the server down gracefully (pages get 1001), starts a new
+// one, whose in-memory history has a new epoch, publishes notes into it
+// and only then lets the pages reach it.
+func (h *harness) restart(notes int) error {
+	h.proxy.setHold(true)
+	defer h.proxy.setHold(false)
+	if err := h.server().stop(); err != nil {
+		return err
+	}
+	ts, err := h.start()
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= notes; i++ {
+		if err := publishNote(ts.app.session, fmt.Sprintf("after restart %d", i)); err != nil {
+			return err
+		}
+	}
+	h.proxy.setBackend(ts.addr)
+	return nil
+}
+
+func publishNote(s *fanout.Session, text string) error {
+	data, err := json.Marshal(note{Text: text, At: time.Now().UTC().Format(time.RFC3339)})
+	if err != nil {
+		return err
+	}
+	_, err = s.Publish(context.Background(), data)
+	return err
+}
+
+// controlHandler is what the e2e script calls (POST) to do things to the
+// pages' connections that a browser cannot do to itself.
+//
+//	/drop?hold=MS      drop every WebSocket (the page sees 1006) and refuse
+//	                   new connections for MS milliseconds
+//	/stall?user=NAME   black-hole NAME's WebSockets: nothing passes either
+//	                   way, nothing is closed
+//	/restart?notes=N   restart the server (new epoch) with N notes in it
+//	/publish?text=T    publish a note from the server
+func (h *harness) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /drop", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("hold"))
+		if ms > 0 {
+			h.proxy.holdFor(time.Duration(ms) * time.Millisecond)
+		}
+		n := h.proxy.drop()
+		fmt.Fprintf(w, "dropped %d\n", n)
+	})
+	mux.HandleFunc("POST /stall", func(w http.ResponseWriter, r *http.Request) {
+		n := h.proxy.stall(r.URL.Query().Get("user"))
+		fmt.Fprintf(w, "stalled %d\n", n)
+	})
+	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("notes"))
+		if err := h.restart(n); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session.Epoch())
+	})
+	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
+		if err := publishNote(h.server().app.session, r.URL.Query().Get("text")); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "published")
+	})
+	return mux
+}
+
+// proxy forwards TCP connections to the current backend and can do to them
+// what networks do: drop them, black-hole them, refuse new ones for a while.
+// Restarting the server behind it keeps the pages' URL (and origin).
+type proxy struct {
+	ln net.Listener
+	wg sync.WaitGroup
+
+	mu        sync.Mutex
+	backend   string
+	hold      bool
+	holdUntil time.Time
+	links     map[*link]struct{}
+	closed    bool
+}
+
+// link is one proxied connection.
+type link struct {
+	client, server net.Conn
+	ws             bool   // a WebSocket: its request was for /ws
+	user           string // the request's ?user=
+	stalled        atomic.Bool
+}
+
+func newProxy(backend string) (*proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{ln: ln, backend: backend, links: make(map[*link]struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serve(c)
+		}()
+	}
+}
+
+func (p *proxy) serve(client net.Conn) {
+	defer client.Close()
+	p.mu.Lock()
+	backend, refuse := p.backend, p.hold || time.Now().Before(p.holdUntil)
+	p.mu.Unlock()
+	if refuse {
+		return
+	}
+	// The request line says what the connection is for.
+	br := bufio.NewReader(client)
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return
+	}
+	_ = client.SetReadDeadline(time.Time{})
+	server, err := net.DialTimeout("tcp", backend, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	l := &link{client: client, server: server}
+	if f := strings.Fields(line); len(f) >= 2 {
+		if u, err := url.ParseRequestURI(f[1]); err == nil {
+			l.ws = u.Path == "/ws"
+			l.user = u.Query().Get("user")
+		}
+	}
+	if !p.add(l) {
+		return
+	}
+	defer p.remove(l)
+	if _, err := io.WriteString(server, line); err != nil {
+		return
+	}
+	up := make(chan struct{})
+	go func() {
+		defer close(up)
+		l.pipe(server, br)
+		// The client is gone: so is the connection.
+		_ = client.Close()
+		_ = server.Close()
+	}()
+	l.pipe(client, server)
+	// The server is gone. A black-holed client hears nothing about it: it
+	// stays connected until it gives up by itself.
+	if !l.stalled.Load() {
+		_ = client.Close()
+	}
+	<-up
+}
+
+// pipe copies src to dst, discarding everything once the link is stalled.
+func (l *link) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !l.stalled.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *proxy) add(l *link) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.links[l] = struct{}{}
+	return true
+}
+
+func (p *proxy) remove(l *link) {
+	p.mu.Lock()
+	delete(p.links, l)
+	p.mu.Unlock()
+}
+
+// wsLinks returns the WebSocket links, of user only unless it is "".
+func (p *proxy) wsLinks(user string) []*link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*link
+	for l := range p.links {
+		if l.ws && (user == "" || l.user == user) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// drop closes every WebSocket at once, without a close frame.
+func (p *proxy) drop() int {
+	ls := p.wsLinks("")
+	for _, l := range ls {
+		_ = l.client.Close()
+		_ = l.server.Close()
+	}
+	return len(ls)
+}
+
+func (p *proxy) stall(user string) int {
+	ls := p.wsLinks(user)
+	for _, l := range ls {
+		l.stalled.Store(true)
+	}
+	return len(ls)
+}
+
+func (p *proxy) setHold(on bool) {
+	p.mu.Lock()
+	p.hold = on
+	p.mu.Unlock()
+}
+
+func (p *proxy) holdFor(d time.Duration) {
+	p.mu.Lock()
+	p.holdUntil = time.Now().Add(d)
+	p.mu.Unlock()
+}
+
+func (p *proxy) setBackend(addr string) {
+	p.mu.Lock()
+	p.backend = addr
+	p.mu.Unlock()
+}
+
+// close stops accepting, closes every link and waits for its goroutines.
+func (p *proxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	p.closed = true
+	for l := range p.links {
+		_ = l.client.Close()
+		_ = l.server.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use, for the server log.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
