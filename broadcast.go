@@ -205,7 +205,11 @@ func (c *Conn) write(buf []byte) error {
 	if err := c.netConn.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout)); err != nil {
 		return err
 	}
-	return c.ws.Write(context.Background(), websocket.MessageText, buf)
+	err := c.ws.Write(context.Background(), websocket.MessageText, buf)
+	// Clear it: the WebSocket library also writes on its own (close and
+	// pong replies), and must not meet a deadline that has long passed.
+	_ = c.netConn.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // slowConsumer closes a connection that cannot keep up. Nothing is skipped:

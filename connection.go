@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,23 @@ func (c *Conn) CloseReason() error {
 		return nil
 	}
 	return c.closeErr
+}
+
+// Close asks the connection to close with code and reason, for example
+// ClosePolicy when the user's access was revoked. It returns at once; the
+// close frame follows what is already queued for the connection. code must
+// be 1000, 1001, 1008 or in 4000-4999; the reason is cut to 120 bytes.
+func (c *Conn) Close(code CloseCode, reason string) error {
+	switch {
+	case code == CloseNormal, code == CloseGoingAway, code == ClosePolicy, code >= 4000 && code <= 4999:
+	default:
+		return fmt.Errorf("fanout: close code %d cannot be sent by the server", int(code))
+	}
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	c.requestClose(code, reason)
+	return nil
 }
 
 // serve runs the connection until it closes and its goroutines have ended.

@@ -30,6 +30,7 @@ type msg struct {
 	Session   string          `json:"session"`
 	Epoch     string          `json:"epoch"`
 	Head      uint64          `json:"head"`
+	Oldest    uint64          `json:"oldest"`
 	Conn      string          `json:"conn"`
 	User      string          `json:"user"`
 	Heartbeat int64           `json:"heartbeat"`

@@ -16,6 +16,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		Session:     s.name,
 		Epoch:       s.epoch,
 		Head:        h.head,
+		Oldest:      h.oldest(),
 		Conn:        c.id,
 		User:        c.identity.User,
 		HeartbeatMS: s.cfg.heartbeat.Milliseconds(),

@@ -148,8 +148,9 @@ func WithAuthenticate(fn func(*http.Request) (Identity, error)) Option {
 // WithValidate sets the hook every client publish passes before it is
 // appended. It may return the data unchanged, transformed (valid JSON), or an
 // error: the publisher then gets an error message (code forbidden when the
-// error wraps ErrForbidden, invalid otherwise) and nothing is appended. It
-// runs on the connection's reader goroutine. Default: accept as is.
+// error wraps ErrForbidden, invalid otherwise) whose text is err.Error()
+// verbatim, so word it for the client, and nothing is appended. It runs on
+// the connection's reader goroutine. Default: accept as is.
 func WithValidate(fn func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)) Option {
 	return func(c *config) { c.validate = fn }
 }

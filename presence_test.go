@@ -57,3 +57,31 @@ func TestPresenceOff(t *testing.T) {
 	sv.publish("1")
 	assert.Equal(t, "event", a.next(t).Type, "no join message before the event")
 }
+
+// A host can end one connection, for example when access is revoked; the
+// others stay.
+func TestConnClose(t *testing.T) {
+	sv := newServer(t, fanout.WithAuthenticate(authByHeader))
+	a := dial(t, sv.url(""), user("alice"))
+	b := dial(t, sv.url(""), user("bob"))
+	for _, c := range sv.s.Conns() {
+		if c.Identity().User == "bob" {
+			require.Error(t, c.Close(1006, "not sendable"))
+			require.NoError(t, c.Close(fanout.ClosePolicy, "access revoked"))
+		}
+	}
+	assert.Equal(t, 1008, int(b.closed(t)))
+	sv.publish(`"still here"`)
+	assert.Equal(t, `"still here"`, string(a.nextOf(t, "event").Data))
+}
+
+func TestWelcomeOldest(t *testing.T) {
+	sv := newServer(t, fanout.WithHistory(2))
+	assert.Equal(t, uint64(0), dial(t, sv.url(""), nil).welcome.Oldest)
+	for range 5 {
+		sv.publish("1")
+	}
+	w := dial(t, sv.url(""), nil).welcome
+	assert.Equal(t, uint64(4), w.Oldest)
+	assert.Equal(t, uint64(5), w.Head)
+}

@@ -127,12 +127,15 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	return 0, ""
 }
 
-// closeReason fits an error into a close frame's 123-byte reason.
+// maxReasonLen fits a close reason into a close frame (125 bytes less the
+// code).
+const maxReasonLen = 120
+
+// closeReason fits an error into a close frame's reason.
 func closeReason(err error) string {
-	const max = 120
 	s := err.Error()
-	if len(s) > max {
-		s = s[:max]
+	if len(s) > maxReasonLen {
+		s = s[:maxReasonLen]
 	}
 	return s
 }

@@ -8,10 +8,13 @@ import "context"
 // clients reconnect, to another node if there is one, and resume. It
 // returns once every connection's goroutines have ended. If ctx ends first,
 // the remaining connections are closed at once and ctx's error is returned.
-// The session may not be reused.
+// The session may not be reused; calling Shutdown again, or concurrently,
+// is safe and waits the same way.
 //
 // http.Server.Shutdown does not close WebSockets (they are hijacked
-// connections); hook this in with http.Server.RegisterOnShutdown.
+// connections); hook this in with http.Server.RegisterOnShutdown. That hook
+// runs in its own goroutine and http.Server.Shutdown does not wait for it,
+// so wait for the session's Shutdown too before the process exits.
 func (s *Session) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
 		c.requestClose(CloseGoingAway, "server shutting down")
@@ -32,7 +35,8 @@ func (s *Session) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the session at once: every connection is dropped without a
-// close handshake. It returns once their goroutines have ended.
+// close handshake. It returns once their goroutines have ended. It is safe
+// to call more than once, and after Shutdown.
 func (s *Session) Close() error {
 	s.stop()
 	s.dropAll()

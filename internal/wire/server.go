@@ -87,6 +87,7 @@ type Welcome struct {
 	Session     string
 	Epoch       string
 	Head        uint64
+	Oldest      uint64
 	Conn        string
 	User        string
 	HeartbeatMS int64
@@ -102,6 +103,8 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 	dst = AppendString(dst, w.Epoch)
 	dst = append(dst, `,"head":`...)
 	dst = strconv.AppendUint(dst, w.Head, 10)
+	dst = append(dst, `,"oldest":`...)
+	dst = strconv.AppendUint(dst, w.Oldest, 10)
 	dst = append(dst, `,"conn":`...)
 	dst = AppendString(dst, w.Conn)
 	dst = append(dst, `,"user":`...)
