@@ -150,7 +150,8 @@ func WithAuthenticate(fn func(*http.Request) (Identity, error)) Option {
 // error: the publisher then gets an error message (code forbidden when the
 // error wraps ErrForbidden, invalid otherwise) whose text is err.Error()
 // verbatim, so word it for the client, and nothing is appended. It runs on
-// the connection's reader goroutine. Default: accept as is.
+// the connection's reader goroutine, which reads nothing else meanwhile:
+// keep it fast. Default: accept as is.
 func WithValidate(fn func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)) Option {
 	return func(c *config) { c.validate = fn }
 }
