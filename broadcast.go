@@ -166,6 +166,7 @@ func (c *Conn) writeLoop() {
 			c.closeHandshake(ce)
 			return
 		}
+		c.clearDeadline()
 		if idle == nil {
 			idle = time.NewTimer(s.cfg.linger)
 		} else {
@@ -205,12 +206,13 @@ func (c *Conn) write(buf []byte) error {
 	if err := c.netConn.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout)); err != nil {
 		return err
 	}
-	err := c.ws.Write(context.Background(), websocket.MessageText, buf)
-	// Clear it: the WebSocket library also writes on its own (close and
-	// pong replies), and must not meet a deadline that has long passed.
-	_ = c.netConn.SetWriteDeadline(time.Time{})
-	return err
+	return c.ws.Write(context.Background(), websocket.MessageText, buf)
 }
+
+// clearDeadline lifts the write deadline before the writer goes idle: the
+// WebSocket library also writes on its own (close and pong replies) and must
+// not meet a deadline that has long passed. A busy writer keeps renewing it.
+func (c *Conn) clearDeadline() { _ = c.netConn.SetWriteDeadline(time.Time{}) }
 
 // slowConsumer closes a connection that cannot keep up. Nothing is skipped:
 // the client reconnects and resumes from its last seq, or learns that its

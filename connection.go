@@ -190,6 +190,7 @@ func (c *Conn) drop(code CloseCode, reason string) {
 // closeHandshake sends the close frame and waits for the client's answer,
 // for at most the write timeout, then drops the connection.
 func (c *Conn) closeHandshake(ce *CloseError) {
+	c.clearDeadline() // the timer below bounds the handshake
 	t := time.AfterFunc(c.s.cfg.writeTimeout, func() { c.drop(ce.Code, ce.Reason) })
 	defer t.Stop()
 	_ = c.ws.Close(websocket.StatusCode(ce.Code), ce.Reason)
