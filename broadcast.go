@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -47,11 +48,11 @@ func (s *Session) wakeWriters(seq uint64) {
 	}
 }
 
-// fill appends the encoded events after seq `after` to buf, one per line,
-// until buf holds maxBatch bytes. It returns the last seq added, how many
-// were added, and the channel that is closed on the next append. ok is
-// false when `after` has fallen out of the history window.
-func (s *Session) fill(after uint64, buf []byte) (_ []byte, last uint64, n int, tail <-chan struct{}, ok bool) {
+// fill appends the encoded events after seq `after`, up to seq upto, to
+// buf, one per line, until buf holds maxBatch bytes. It returns the last seq
+// added, how many were added, and the channel that is closed on the next
+// append. ok is false when `after` has fallen out of the history window.
+func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, tail <-chan struct{}, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	h := &s.log
@@ -59,7 +60,8 @@ func (s *Session) fill(after uint64, buf []byte) (_ []byte, last uint64, n int, 
 		return buf, after, 0, nil, false
 	}
 	last = after
-	for last < h.head && (n == 0 || len(buf) < maxBatch) {
+	upto = min(upto, h.head)
+	for last < upto && (n == 0 || len(buf) < maxBatch) {
 		last++
 		buf = append(buf, h.at(last).wire...)
 		buf = append(buf, '\n')
@@ -118,6 +120,10 @@ func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
 		ctrl, closing, ce := c.ctrl, c.closing, c.closeErr
+		upto := uint64(math.MaxUint64)
+		if closing {
+			upto = c.flushTo
+		}
 		c.ctrl = nil
 		c.mu.Unlock()
 
@@ -131,14 +137,7 @@ func (c *Conn) writeLoop() {
 			buf = append(buf, wire.Ping...)
 			buf = append(buf, '\n')
 		}
-		if closing && ce.Code != CloseGoingAway {
-			// Say why before closing, but send no more events.
-			_ = c.write(buf)
-			putBatch(bp, buf)
-			c.closeHandshake(ce)
-			return
-		}
-		buf, last, n, tail, ok := s.fill(c.sent.Load(), buf)
+		buf, last, n, tail, ok := s.fill(c.sent.Load(), upto, buf)
 		if !ok {
 			putBatch(bp, buf)
 			c.slowConsumer("fell behind the history window")
@@ -162,7 +161,7 @@ func (c *Conn) writeLoop() {
 			continue
 		}
 		putBatch(bp, buf)
-		if closing { // going away and everything pending was sent
+		if closing { // everything due before the close was sent
 			c.closeHandshake(ce)
 			return
 		}

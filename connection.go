@@ -33,17 +33,19 @@ type Conn struct {
 
 	sent      atomic.Uint64 // last seq handed to the socket
 	acked     atomic.Uint64 // highest seq the client acknowledged
-	lastHeard atomic.Int64  // unix nanos of the last message from the client
+	lastHeard atomic.Int64  // Session.now of the last message from the client
 	active    atomic.Bool   // a writer goroutine is running
 	pingDue   atomic.Bool   // the writer should send a ping
-	pingAt    atomic.Int64  // unix nanos of the outstanding ping, 0 if none
 	heartbeat *time.Timer   // runs onHeartbeat
 
 	mu       sync.Mutex
 	ctrl     [][]byte // encoded control messages, in order
 	closing  bool     // a close was requested; reason in closeErr
 	closeErr *CloseError
-	finished bool // serve is ending: no writer may start
+	flushTo  uint64 // with closing: send events up to this seq first
+	finished bool   // the connection is ending: no writer or timer may start
+	nextPing int64  // Session.now when the next ping is due
+	pingAt   int64  // Session.now of the oldest unanswered ping, 0 if none
 
 	wake    chan struct{} // cap 1: wakes a lingering writer
 	writers sync.WaitGroup
@@ -64,7 +66,7 @@ func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote st
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
-	c.lastHeard.Store(time.Now().UnixNano())
+	c.lastHeard.Store(s.now())
 	return c
 }
 
@@ -101,32 +103,41 @@ func (c *Conn) CloseReason() error {
 
 // Close asks the connection to close with code and reason, for example
 // ClosePolicy when the user's access was revoked. It returns at once; the
-// close frame follows what is already queued for the connection. code must
-// be 1000, 1001, 1008 or in 4000-4999; the reason is cut to 120 bytes.
+// connection is first sent every event published before the call and
+// whatever else is queued for it. code must be 1000, 1001, 1008 or in
+// 4000-4999; the reason is cut to 120 bytes.
 func (c *Conn) Close(code CloseCode, reason string) error {
 	switch {
 	case code == CloseNormal, code == CloseGoingAway, code == ClosePolicy, code >= 4000 && code <= 4999:
 	default:
 		return fmt.Errorf("fanout: close code %d cannot be sent by the server", int(code))
 	}
-	if len(reason) > maxReasonLen {
-		reason = reason[:maxReasonLen]
-	}
-	c.requestClose(code, reason)
+	c.requestCloseAfter(code, cutReason(reason), c.s.head.Load())
 	return nil
 }
 
-// serve runs the connection until it closes and its goroutines have ended.
+// serve runs the connection until its reader ends. The caller runs finish.
 func (c *Conn) serve() {
-	c.heartbeat = time.AfterFunc(time.Hour, c.onHeartbeat)
-	c.heartbeat.Reset(c.s.cfg.heartbeat)
+	now := c.s.now()
+	c.mu.Lock()
+	c.nextPing = now + int64(c.s.cfg.heartbeat)
+	c.heartbeat = time.AfterFunc(c.s.cfg.heartbeat, c.onHeartbeat)
+	c.mu.Unlock()
 	c.kick() // sends the welcome
 	c.readLoop()
+}
+
+// finish ends the connection for good and waits for its writer. It runs
+// however serve ended, a panicking host hook included.
+func (c *Conn) finish() {
 	c.cancel()
 	c.mu.Lock()
 	c.finished = true
+	if c.heartbeat != nil {
+		c.heartbeat.Stop()
+	}
+	c.noteCloseLocked(CloseAbnormal, "connection ended")
 	c.mu.Unlock()
-	c.heartbeat.Stop()
 	c.writers.Wait()
 	_ = c.ws.CloseNow()
 	close(c.done)
@@ -150,14 +161,19 @@ func (c *Conn) enqueue(msg []byte) {
 	c.notify()
 }
 
-// requestClose asks the writer to close the connection with code. The
-// first reason wins. With CloseGoingAway the writer first sends everything
-// pending.
-func (c *Conn) requestClose(code CloseCode, reason string) {
+// requestClose asks the writer to close the connection with code, sending
+// only what is queued besides events (the error that explains the close).
+// The first reason wins.
+func (c *Conn) requestClose(code CloseCode, reason string) { c.requestCloseAfter(code, reason, 0) }
+
+// requestCloseAfter asks the writer to close the connection with code once
+// it has sent the events up to seq flushTo.
+func (c *Conn) requestCloseAfter(code CloseCode, reason string, flushTo uint64) {
 	c.mu.Lock()
 	if !c.closing {
 		c.closing = true
 		c.closeErr = &CloseError{Code: code, Reason: reason}
+		c.flushTo = flushTo
 	}
 	c.mu.Unlock()
 	c.notify()
@@ -166,11 +182,15 @@ func (c *Conn) requestClose(code CloseCode, reason string) {
 // noteClose records why the connection closed if no reason is known yet.
 func (c *Conn) noteClose(code CloseCode, reason string) {
 	c.mu.Lock()
+	c.noteCloseLocked(code, reason)
+	c.mu.Unlock()
+}
+
+func (c *Conn) noteCloseLocked(code CloseCode, reason string) {
 	if c.closeErr == nil {
 		c.closeErr = &CloseError{Code: code, Reason: reason}
 	}
 	c.closing = true
-	c.mu.Unlock()
 }
 
 func (c *Conn) isClosing() bool {
@@ -190,10 +210,20 @@ func (c *Conn) drop(code CloseCode, reason string) {
 // closeHandshake sends the close frame and waits for the client's answer,
 // for at most the write timeout, then drops the connection.
 func (c *Conn) closeHandshake(ce *CloseError) {
-	c.clearDeadline() // the timer below bounds the handshake
-	t := time.AfterFunc(c.s.cfg.writeTimeout, func() { c.drop(ce.Code, ce.Reason) })
-	defer t.Stop()
-	_ = c.ws.Close(websocket.StatusCode(ce.Code), ce.Reason)
+	c.noteClose(ce.Code, ce.Reason)
+	closeWithin(c.ws, c.netConn, ce.Code, ce.Reason, c.s.cfg.writeTimeout)
+}
+
+// closeWithin runs the WebSocket close handshake, dropping the TCP
+// connection if it has not completed within d: a peer that does not answer
+// must not hold a goroutine for the library's own, longer, timeouts.
+func closeWithin(ws *websocket.Conn, nc net.Conn, code CloseCode, reason string, d time.Duration) {
+	if nc != nil {
+		_ = nc.SetWriteDeadline(time.Time{}) // the timer below bounds the handshake
+		t := time.AfterFunc(d, func() { _ = nc.Close() })
+		defer t.Stop()
+	}
+	_ = ws.Close(websocket.StatusCode(code), reason)
 }
 
 // noteReadError records the close reason the reader saw.

@@ -38,8 +38,9 @@
 //
 // Publish encodes an event once, to the bytes every connection sends, and
 // appends it to the session's history window. Each connection has a reader
-// goroutine (the ServeHTTP call) and a writer goroutine; the writer is the
-// only one that writes to the socket. It sends from its own position in the
+// goroutine (the ServeHTTP call) and, while it has something to send, a
+// writer goroutine, the only one that writes to the socket; an idle
+// connection holds no writer. The writer sends from its own position in the
 // shared window, packing whatever is pending into one frame of
 // newline-separated messages. A resume is a cursor that starts in the past.
 //

@@ -48,17 +48,21 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c := newConn(s, ws, hw.conn, id, r.RemoteAddr)
 	if !s.register(c, pos) {
-		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
 		return
 	}
+	// Deferred, so that a panicking hook cannot leave a ghost connection.
+	defer func() {
+		c.finish()
+		s.unregister(c)
+		if s.cfg.onLeave != nil {
+			s.cfg.onLeave(c)
+		}
+	}()
 	if s.cfg.onJoin != nil {
 		s.cfg.onJoin(c)
 	}
 	c.serve()
-	s.unregister(c)
-	if s.cfg.onLeave != nil {
-		s.cfg.onLeave(c)
-	}
 }
 
 // admit reserves a connection slot; release gives it back.

@@ -119,17 +119,14 @@ func TestProtocolErrors(t *testing.T) {
 // A client that stays silent after a ping is closed with 4002; one that
 // answers stays.
 func TestHeartbeatTimeout(t *testing.T) {
-	sv := newServer(t, fanout.WithHeartbeat(50*time.Millisecond, 50*time.Millisecond))
+	sv := newServer(t, fanout.WithHeartbeat(50*time.Millisecond, 500*time.Millisecond))
 	alive := dial(t, sv.url(""), nil)
 	silent := dialRaw(t, sv.url(""), nil, true)
 	assert.Equal(t, "welcome", silent.next(t).Type)
 	assert.Equal(t, int64(50), alive.welcome.Heartbeat)
 	assert.Equal(t, websocket.StatusCode(4002), silent.closed(t))
 	for range 3 { // the live one keeps being pinged and answering
-		m := <-alive.msgs
-		for m.Type != "ping" {
-			m = <-alive.msgs
-		}
+		alive.nextPing(t)
 	}
 	select {
 	case <-alive.done:

@@ -162,6 +162,23 @@ func (c *client) next(t *testing.T) msg {
 	}
 }
 
+// nextPing waits for the next heartbeat.
+func (c *client) nextPing(t *testing.T) {
+	t.Helper()
+	for {
+		select {
+		case m := <-c.msgs:
+			if m.Type == "ping" {
+				return
+			}
+		case <-c.done:
+			require.FailNow(t, "connection closed", "%v", c.err)
+		case <-time.After(5 * time.Second):
+			require.FailNow(t, "timed out waiting for a ping")
+		}
+	}
+}
+
 // nextOf returns the next message of type typ, skipping others.
 func (c *client) nextOf(t *testing.T, typ string) msg {
 	t.Helper()

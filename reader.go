@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -41,7 +41,7 @@ func (c *Conn) readLoop() {
 			c.noteReadError(err)
 			return
 		}
-		c.lastHeard.Store(time.Now().UnixNano())
+		c.lastHeard.Store(c.s.now())
 		if c.isClosing() {
 			continue
 		}
@@ -88,6 +88,13 @@ func (r *reader) handle(line []byte) (CloseCode, string) {
 func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	c := r.c
 	s := c.s
+	// A retry of a committed publish is answered before anything else: it
+	// costs no rate token and the hook is not asked again, so a client
+	// resending after a reconnect always gets its original seq back.
+	if seq, ok := s.committed(c.identity.User, m.ID); ok {
+		c.enqueue(wire.AppendAck(nil, m.ID, seq))
+		return 0, ""
+	}
 	if !r.publish.Allow() {
 		r.refusals++
 		if r.refusals > maxRefusals {
@@ -99,7 +106,10 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	r.refusals = 0
 	data := m.Data
 	if s.cfg.validate != nil {
-		out, err := s.cfg.validate(c.ctx, c, json.RawMessage(data))
+		out, err, panicked := r.validate(data)
+		if panicked {
+			return CloseInternalError, "internal error"
+		}
 		if err != nil {
 			code := wire.CodeInvalid
 			if errors.Is(err, ErrForbidden) {
@@ -108,7 +118,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 			c.enqueue(wire.AppendError(nil, code, err.Error(), m.ID))
 			return 0, ""
 		}
-		if !json.Valid(out) {
+		if !json.Valid(out) || !utf8.Valid(out) {
 			s.cfg.logger.Error("fanout: validation hook returned invalid JSON", "session", s.name)
 			c.enqueue(wire.AppendError(nil, wire.CodeInvalid, "publish could not be processed", m.ID))
 			return 0, ""
@@ -127,15 +137,36 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	return 0, ""
 }
 
+// validate runs the host's hook. A panic in it is contained to this
+// connection, which is closed with 1011, and logged.
+func (r *reader) validate(data []byte) (out json.RawMessage, err error, panicked bool) {
+	c := r.c
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.cfg.logger.Error("fanout: validation hook panicked", "session", c.s.name, "conn", c.id, "panic", p)
+			panicked = true
+		}
+	}()
+	out, err = c.s.cfg.validate(c.ctx, c, json.RawMessage(data))
+	return out, err, false
+}
+
 // maxReasonLen fits a close reason into a close frame (125 bytes less the
 // code).
 const maxReasonLen = 120
 
 // closeReason fits an error into a close frame's reason.
-func closeReason(err error) string {
-	s := err.Error()
-	if len(s) > maxReasonLen {
-		s = s[:maxReasonLen]
+func closeReason(err error) string { return cutReason(err.Error()) }
+
+// cutReason cuts s to maxReasonLen bytes on a character boundary, since a
+// close reason must be valid UTF-8.
+func cutReason(s string) string {
+	if len(s) <= maxReasonLen {
+		return s
+	}
+	s = s[:maxReasonLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
 	}
 	return s
 }

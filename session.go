@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -22,6 +24,7 @@ type Session struct {
 	name   string
 	cfg    config
 	epoch  string
+	born   time.Time
 	accept websocket.AcceptOptions
 
 	mu       sync.RWMutex
@@ -68,6 +71,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		name:   name,
 		cfg:    cfg,
 		epoch:  newEpoch(),
+		born:   time.Now(),
 		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins},
 		log:    newHistory(cfg.history),
 		tail:   make(chan struct{}),
@@ -85,7 +89,7 @@ func (s *Session) Name() string { return s.name }
 // Epoch returns the name of this incarnation of the session's history.
 func (s *Session) Epoch() string { return s.epoch }
 
-// Publish appends data, which must be JSON, as the next event and returns
+// Publish appends data, which must be JSON in UTF-8, as the next event and returns
 // its seq. When it returns nil the event is committed: sequenced, in the
 // history window, and due to every connection. Data containing raw newlines
 // is compacted. It fails with ErrInvalidJSON, ErrTooLarge, ErrClosed or
@@ -94,7 +98,7 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if !json.Valid(data) {
+	if !json.Valid(data) || !utf8.Valid(data) {
 		return 0, ErrInvalidJSON
 	}
 	data = wire.Compact(data)
@@ -132,6 +136,18 @@ func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool
 	s.wakeWriters(seq)
 	return seq, true
 }
+
+// committed returns the seq of user's publish id if it is in the dedup
+// window.
+func (s *Session) committed(user, id string) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.dedup.lookup(dedupKey{user: user, id: id})
+}
+
+// now is the session's monotonic clock, in nanoseconds since NewSession:
+// heartbeats compare these, immune to changes of the wall clock.
+func (s *Session) now() int64 { return int64(time.Since(s.born)) + 1 }
 
 // Acked returns the highest seq any connection of user has acknowledged,
 // while user has at least one connection.

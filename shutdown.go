@@ -1,6 +1,9 @@
 package fanout
 
-import "context"
+import (
+	"context"
+	"math"
+)
 
 // Shutdown stops the session gracefully, like http.Server.Shutdown: new
 // connections get 503 and Publish returns ErrClosed; every connection is
@@ -17,7 +20,7 @@ import "context"
 // so wait for the session's Shutdown too before the process exits.
 func (s *Session) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
-		c.requestClose(CloseGoingAway, "server shutting down")
+		c.requestCloseAfter(CloseGoingAway, "server shutting down", math.MaxUint64)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"unicode/utf8"
 )
 
 // MaxIDLen is the longest publish id a client may choose, in bytes.
@@ -49,6 +50,9 @@ func DecodeClient(line []byte) (ClientMessage, error) {
 		}
 		if raw.Data == nil {
 			return m, fmt.Errorf("%w: publish without data", ErrProtocol)
+		}
+		if !utf8.Valid(raw.Data) {
+			return m, fmt.Errorf("%w: publish data is not valid UTF-8", ErrProtocol)
 		}
 		m.ID = *raw.ID
 		m.Data = Compact(raw.Data)
