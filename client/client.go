@@ -24,10 +24,11 @@ type Event struct {
 
 // Stats counts what the client did to keep its stream exact.
 type Stats struct {
-	Reconnects uint64 // connections made after the first one
-	Resets     uint64 // resumes the server could not serve (see WithOnReset)
-	Duplicates uint64 // events dropped because their seq had already been received
-	Resent     uint64 // publishes sent again on a new connection
+	Reconnects  uint64 // connections made after the first one
+	Resets      uint64 // resumes the server could not serve (see WithOnReset)
+	Duplicates  uint64 // events dropped because their seq had already been received
+	Resent      uint64 // publishes sent again on a new connection
+	RateLimited uint64 // rate_limited refusals; the publish is sent again after a pause
 }
 
 // Client is a connection to a fanout session that survives disconnects: it
@@ -45,7 +46,7 @@ type Client struct {
 	events  chan Event    // nil when a handler is set
 	pubKick chan struct{} // a publish is waiting to be sent
 
-	reconnects, resets, duplicates, resent atomic.Uint64
+	reconnects, resets, duplicates, resent, rateLimited atomic.Uint64
 
 	// Where the connection is: the position to resume from. Only the run
 	// goroutine uses these (Dial before it starts).
@@ -67,6 +68,7 @@ type Client struct {
 	stopped   bool
 	pending   list.List // *pub, in publish order
 	pubs      map[string]*pub
+	window    sendWindow // paces pending publishes on connection gen
 }
 
 // Dial connects to the session at url (ws://, wss://, http:// or https://)
@@ -309,10 +311,11 @@ func (c *Client) Position() (seq uint64, epoch string) {
 // Stats returns counters since Dial.
 func (c *Client) Stats() Stats {
 	return Stats{
-		Reconnects: c.reconnects.Load(),
-		Resets:     c.resets.Load(),
-		Duplicates: c.duplicates.Load(),
-		Resent:     c.resent.Load(),
+		Reconnects:  c.reconnects.Load(),
+		Resets:      c.resets.Load(),
+		Duplicates:  c.duplicates.Load(),
+		Resent:      c.resent.Load(),
+		RateLimited: c.rateLimited.Load(),
 	}
 }
 

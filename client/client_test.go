@@ -158,8 +158,8 @@ func TestHTTPClientCookies(t *testing.T) {
 }
 
 func TestPublishBatchesRespectFrameLimit(t *testing.T) {
-	// Publishes queued while the client is away go out together after the
-	// reconnect, packed into frames no larger than the server accepts.
+	// Publishes queued while the client is away go out after the reconnect,
+	// packed into frames no larger than the server accepts.
 	sess, err := fanout.NewSession("test", fanout.WithMaxMessageSize(1024), fanout.WithPublishRate(1e6, 1e6))
 	require.NoError(t, err)
 	t.Cleanup(func() { sess.Close() })
@@ -351,27 +351,6 @@ func TestPublishRefused(t *testing.T) {
 	assert.Zero(t, c.Stats().Reconnects)
 }
 
-func TestPublishRateLimited(t *testing.T) {
-	_, srv := newSession(t, fanout.WithPublishRate(1, 2))
-	c := dial(t, srv.WS("/"))
-	go func() { // nobody reads events in this test
-		for range c.Events() {
-		}
-	}()
-	var limited int
-	for range 5 {
-		_, err := c.Publish(t.Context(), []byte(`{}`))
-		var pe *client.PublishError
-		if errors.As(err, &pe) {
-			assert.Equal(t, "rate_limited", pe.Code)
-			limited++
-		} else {
-			require.NoError(t, err)
-		}
-	}
-	assert.GreaterOrEqual(t, limited, 2)
-}
-
 // blockingValidate holds the first client publish until released, so that
 // a test can drop the connection while the publish is unanswered.
 type blockingValidate struct {
@@ -419,8 +398,7 @@ func TestPublishRetriedExactlyOnce(t *testing.T) {
 	}
 	require.NoError(t, r.err)
 	assert.Equal(t, uint64(1), r.seq)
-	assert.GreaterOrEqual(t, c.Stats().Resent, uint64(1))
-	assert.GreaterOrEqual(t, bv.calls.Load(), int32(2), "the publish was sent twice")
+	assert.GreaterOrEqual(t, c.Stats().Resent, uint64(1), "the publish was sent twice")
 
 	// A later publish proves the first is settled; exactly one copy exists.
 	seq, err := c.Publish(t.Context(), []byte(`{"after":true}`))

@@ -108,6 +108,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	c.overflow = nil
 	c.gen++
 	cn.gen = c.gen
+	c.window.reset(c.cfg.maxInFlight) // a new connection has a full token bucket
 	c.mu.Unlock()
 	return cn, nil
 }
@@ -183,10 +184,10 @@ func (c *Client) process(cn *conn, msgs []message) error {
 		case "ping":
 			kick(cn.pongKick)
 		case "ack":
-			c.settle(m.ID, result{seq: m.Seq})
+			c.answer(cn.gen, m)
 		case "error":
 			if m.ID != "" {
-				c.settle(m.ID, result{err: &PublishError{Code: m.Code, Message: m.Message}})
+				c.answer(cn.gen, m)
 			} else {
 				c.log.Warn("fanout/client: server error", "code", m.Code, "message", m.Message)
 			}

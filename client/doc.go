@@ -53,6 +53,18 @@
 // reconnects, in the original order; the server recognizes the id and acks
 // it with the original seq instead of appending it twice. Together with
 // dedup by seq on the receiving side, every publish takes effect once and
-// every client sees it once. A refused publish (rate limited, invalid,
-// forbidden, too large) fails with a *PublishError and is not retried.
+// every client sees it once.
+//
+// The server limits each connection's publish rate, and closes a
+// connection that gets 100 rate_limited refusals in a row (1008, which stops
+// the client). So at most WithMaxInFlight publishes are in flight (sent, not
+// yet answered) on a connection; the others wait in order and go out as
+// answers come back, and so do the publishes resent after a reconnect: a
+// backlog, however large, never reaches the server as one burst. A publish
+// refused as rate limited was not appended: it stays pending, with its id,
+// and is sent again after a pause that starts near 100 ms and grows to about
+// 2 s while refusals go on. Meanwhile the window shrinks to one publish and
+// grows back with each one the server takes. Publish waits through all of
+// that. A publish refused for good (invalid, forbidden,
+// too large) fails with a *PublishError and is not retried.
 package client

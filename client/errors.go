@@ -14,10 +14,11 @@ var ErrClosed = errors.New("fanout/client: closed")
 // The server never leaves gaps, so the connection is treated as broken.
 var errGap = errors.New("fanout/client: sequence gap")
 
-// PublishError is a publish the server refused with an error message, for
-// example Code "rate_limited" (nothing was appended; retry later), "invalid",
-// "forbidden" or "too_large". Publish also returns Code "too_large" without
-// sending anything when the message exceeds WithMaxMessageSize.
+// PublishError is a publish the server refused for good with an error
+// message: Code "invalid", "forbidden" or "too_large". Publish also returns
+// Code "too_large" without sending anything when the message exceeds
+// WithMaxMessageSize. A "rate_limited" refusal is not an error: the client
+// sends the publish again after a pause (see Publish).
 type PublishError struct {
 	Code    string
 	Message string

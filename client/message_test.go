@@ -191,6 +191,7 @@ func TestOptionValidation(t *testing.T) {
 		{WithReadLimit(0)},
 		{WithMaxMessageSize(0)},
 		{WithBuffer(0)},
+		{WithMaxInFlight(0)},
 		{WithStartAfter(1, string(make([]byte, 65)))},
 	}
 	for i, opts := range bad {

@@ -26,6 +26,7 @@ type config struct {
 	readLimit      int64
 	maxMessageSize int64
 	buffer         int
+	maxInFlight    int
 	logger         *slog.Logger
 }
 
@@ -38,6 +39,7 @@ func defaultConfig() config {
 		readLimit:      16 << 20,
 		maxMessageSize: 64 << 10,
 		buffer:         1024,
+		maxInFlight:    32,
 	}
 }
 
@@ -55,6 +57,8 @@ func (c *config) validate() error {
 		return errors.New("fanout/client: max message size must be positive")
 	case c.buffer <= 0:
 		return errors.New("fanout/client: buffer must be positive")
+	case c.maxInFlight <= 0:
+		return errors.New("fanout/client: max in flight must be positive")
 	case c.startSet && len(c.startEpoch) > 64:
 		return errors.New("fanout/client: epoch longer than 64 bytes")
 	}
@@ -154,6 +158,19 @@ func WithMaxMessageSize(n int64) Option {
 // application falls behind. Default: 1024.
 func WithBuffer(events int) Option {
 	return func(c *config) { c.buffer = events }
+}
+
+// WithMaxInFlight sets how many publishes may be sent on a connection and
+// not yet answered; further publishes wait, in order, and go out as answers
+// come back. This also paces the resend of everything published while the
+// client was disconnected. The server refuses publishes beyond its per
+// connection burst (default 100) as rate limited, and closes a connection
+// that gets 100 such refusals in a row (1008, which stops the client). The
+// default stays well below both, so that a full window can neither exhaust
+// a fresh connection's burst nor come near that many refusals. Raise it
+// only together with the server's burst (WithPublishRate). Default: 32.
+func WithMaxInFlight(n int) Option {
+	return func(c *config) { c.maxInFlight = n }
 }
 
 // WithLogger sets where the client logs reconnects, resets and refused

@@ -6,13 +6,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
+	"time"
 )
+
+// codeRateLimited is the error code of a publish the server did not take
+// because of its rate limit: nothing was appended, so it is sent again.
+const codeRateLimited = "rate_limited"
 
 // pub is a publish waiting for the server's answer.
 type pub struct {
 	id     string
 	msg    []byte // the encoded publish message
-	gen    uint64 // the connection it was last sent on; 0 = not sent yet
+	gen    uint64 // the connection it was sent on, unanswered; 0: never sent, or rate limited
+	round  uint64 // the window round it was sent in (see sendWindow)
 	elem   *list.Element
 	result chan result // buffered: the answer never waits for the caller
 }
@@ -26,12 +33,15 @@ type result struct {
 // returns the seq the server assigned to it. The event is delivered to every
 // client, this one included, with From and ID set.
 //
-// Publish waits for the server's ack. If the connection drops first, the
-// publish is sent again, with the same id, once the client has reconnected;
-// the server recognizes the id and answers with the original seq, so the
-// publish takes effect exactly once. A refusal is a *PublishError. If ctx
-// ends first, Publish returns ctx.Err() and stops retrying, but a publish
-// already sent may still take effect.
+// Publish waits for the server's ack. Publishes are sent in the order they
+// were made, at most WithMaxInFlight at a time; the rest wait their turn. If
+// the connection drops before the ack, the publish is sent again, with the
+// same id, once the client has reconnected; the server recognizes the id and
+// answers with the original seq, so the publish takes effect exactly once.
+// A publish the server refuses as rate limited is sent again, with the same
+// id, after a pause. Any other refusal is a *PublishError. If ctx ends
+// first, Publish returns ctx.Err() and stops retrying, but a publish already
+// sent may still take effect.
 func (c *Client) Publish(ctx context.Context, data []byte) (uint64, error) {
 	id := newID()
 	msg, err := encodePublish(id, data)
@@ -63,8 +73,11 @@ func (c *Client) Publish(ctx context.Context, data []byte) (uint64, error) {
 	}
 	c.mu.Lock()
 	if c.pubs[id] == p {
-		c.pending.Remove(p.elem)
-		delete(c.pubs, id)
+		c.drop(p)
+		if p.gen == c.gen {
+			c.window.forget()
+			kick(c.pubKick)
+		}
 	}
 	c.mu.Unlock()
 	select {
@@ -75,25 +88,50 @@ func (c *Client) Publish(ctx context.Context, data []byte) (uint64, error) {
 	}
 }
 
-// settle hands the server's answer to the publish with the given id, if it
-// is still waiting.
-func (c *Client) settle(id string, r result) {
+// drop takes p out of the pending publishes. The caller holds c.mu.
+func (c *Client) drop(p *pub) {
+	c.pending.Remove(p.elem)
+	delete(c.pubs, p.id)
+}
+
+// answer handles the server's ack or error for a publish sent on
+// connection gen. A rate_limited refusal leaves the publish pending, to be
+// sent again once the window's pause is over; any other answer settles it.
+// Either way the window has room again, so the writer is woken.
+func (c *Client) answer(gen uint64, m *message) {
+	limited := m.Type == "error" && m.Code == codeRateLimited
 	c.mu.Lock()
-	p := c.pubs[id]
-	if p != nil {
-		c.pending.Remove(p.elem)
-		delete(c.pubs, id)
+	p := c.pubs[m.ID]
+	if p == nil || p.gen != gen || gen != c.gen {
+		// Abandoned by its caller, or not in flight here: nothing to do.
+		c.mu.Unlock()
+		return
 	}
+	if limited {
+		c.window.refused(p.round, time.Now(), mrand.Float64())
+		p.gen = 0 // definitely not appended: not a resend when it goes again
+		c.rateLimited.Add(1)
+		c.mu.Unlock()
+		kick(c.pubKick)
+		return
+	}
+	c.window.accepted()
+	c.drop(p)
 	c.mu.Unlock()
-	if p != nil {
-		p.result <- r
+	kick(c.pubKick)
+	if m.Type == "ack" {
+		p.result <- result{seq: m.Seq}
+	} else {
+		p.result <- result{err: &PublishError{Code: m.Code, Message: m.Message}}
 	}
 }
 
-// appendPublishes appends, in publish order, the publishes not yet sent on
-// connection gen, as long as the frame stays within the maximum message
-// size. more reports that some did not fit.
-func (c *Client) appendPublishes(buf []byte, gen uint64) (_ []byte, more bool) {
+// appendPublishes appends, in publish order, the publishes not in flight on
+// connection gen, as many as its window lets go at now and the frame holds
+// within the maximum message size. more reports that the frame is full with
+// more to send; a non-zero wake, that the window is paused until then with
+// publishes waiting.
+func (c *Client) appendPublishes(buf []byte, gen uint64, now time.Time) (_ []byte, more bool, wake time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for e := c.pending.Front(); e != nil; e = e.Next() {
@@ -101,17 +139,21 @@ func (c *Client) appendPublishes(buf []byte, gen uint64) (_ []byte, more bool) {
 		if p.gen == gen {
 			continue
 		}
+		if ok, until := c.window.wait(now); !ok {
+			return buf, false, until
+		}
 		if len(buf) > 0 && int64(len(buf)+1+len(p.msg)) > c.cfg.maxMessageSize {
-			return buf, true
+			return buf, true, time.Time{}
 		}
 		if p.gen != 0 {
 			c.resent.Add(1)
 		}
 		p.gen = gen
+		p.round = c.window.sent()
 		buf = appendLine(buf)
 		buf = append(buf, p.msg...)
 	}
-	return buf, false
+	return buf, false, time.Time{}
 }
 
 // newID returns a random publish id: 16 bytes, hex-encoded.

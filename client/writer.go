@@ -8,24 +8,26 @@ import (
 )
 
 // writer is the only goroutine that writes to a connection. It first sends
-// the publishes still waiting for an ack, then, as they come, pongs,
-// coalesced acks and new publishes, packing whatever is due into one frame.
-// On Close it sends a last ack and the close frame.
+// the publishes still waiting for an ack, as many as the window allows, then,
+// as they come, pongs, coalesced acks and publishes (new ones, ones the
+// window has room for again, ones whose rate limit pause is over), packing
+// whatever is due into one frame. On Close it sends a last ack and the close
+// frame.
 func (c *Client) writer(cn *conn) {
 	defer close(cn.writerDone)
 	w := frameWriter{c: c, cn: cn, pubs: true}
-	var timer *time.Timer
-	var timerC <-chan time.Time
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	var ackAlarm, pubAlarm alarm
+	defer ackAlarm.stop()
+	defer pubAlarm.stop()
 	for {
 		if err := w.flush(); err != nil {
 			c.log.Debug("fanout/client: write failed", "err", err)
 			cn.cancel()
 			return
+		}
+		if !w.wake.IsZero() {
+			pubAlarm.set(time.Until(w.wake))
+			w.wake = time.Time{}
 		}
 		select {
 		case <-c.ctx.Done():
@@ -40,17 +42,42 @@ func (c *Client) writer(cn *conn) {
 			w.pong = true
 		case <-c.pubKick:
 			w.pubs = true
+		case <-pubAlarm.C:
+			pubAlarm.C = nil
+			w.pubs = true
 		case <-cn.ackKick:
 			if wait := c.cfg.ackInterval - time.Since(w.lastAck); wait <= 0 {
 				w.ackDue = true
-			} else if timerC == nil {
-				timer = time.NewTimer(wait)
-				timerC = timer.C
+			} else if ackAlarm.C == nil {
+				ackAlarm.set(wait)
 			}
-		case <-timerC:
-			timerC = nil
+		case <-ackAlarm.C:
+			ackAlarm.C = nil
 			w.ackDue = true
 		}
+	}
+}
+
+// alarm is a reusable timer whose channel is nil, so that a select on it
+// blocks, while it is not set.
+type alarm struct {
+	t *time.Timer
+	C <-chan time.Time
+}
+
+// set makes the alarm fire after d, replacing any earlier setting.
+func (a *alarm) set(d time.Duration) {
+	if a.t == nil {
+		a.t = time.NewTimer(d)
+	} else {
+		a.t.Reset(d) // since Go 1.23 no stale tick can follow a Reset
+	}
+	a.C = a.t.C
+}
+
+func (a *alarm) stop() {
+	if a.t != nil {
+		a.t.Stop()
 	}
 }
 
@@ -80,7 +107,8 @@ type frameWriter struct {
 	pong    bool
 	ackDue  bool
 	pubs    bool
-	acked   uint64 // last ack sent on this connection
+	wake    time.Time // when the window's pause ends, with publishes waiting
+	acked   uint64    // last ack sent on this connection
 	lastAck time.Time
 }
 
@@ -108,7 +136,7 @@ func (w *frameWriter) flush() error {
 		}
 		more := false
 		if w.pubs {
-			w.buf, more = w.c.appendPublishes(w.buf, w.cn.gen)
+			w.buf, more, w.wake = w.c.appendPublishes(w.buf, w.cn.gen, time.Now())
 			w.pubs = more
 		}
 		if len(w.buf) == 0 {
