@@ -10,6 +10,9 @@ import (
 // fail with, after Close.
 var ErrClosed = errors.New("fanout/client: closed")
 
+// ErrInvalidOption is wrapped by Dial's error for a bad option value.
+var ErrInvalidOption = errors.New("fanout/client: invalid option")
+
 // errGap reports an event whose seq skips ahead of the last processed one.
 // The server never leaves gaps, so the connection is treated as broken.
 var errGap = errors.New("fanout/client: sequence gap")

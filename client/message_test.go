@@ -196,7 +196,7 @@ func TestOptionValidation(t *testing.T) {
 	}
 	for i, opts := range bad {
 		_, err := Dial(t.Context(), "ws://127.0.0.1:1/", opts...)
-		assert.Error(t, err, "case %d", i)
+		assert.ErrorIs(t, err, ErrInvalidOption, "case %d", i)
 	}
 	_, err := Dial(t.Context(), "ftp://h/")
 	assert.Error(t, err)

@@ -1,7 +1,7 @@
 package client
 
 import (
-	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -46,21 +46,21 @@ func defaultConfig() config {
 func (c *config) validate() error {
 	switch {
 	case c.minBackoff <= 0 || c.maxBackoff < c.minBackoff:
-		return errors.New("fanout/client: backoff needs 0 < min <= max")
+		return fmt.Errorf("%w: backoff needs 0 < min <= max", ErrInvalidOption)
 	case c.timeout <= 0:
-		return errors.New("fanout/client: timeout must be positive")
+		return fmt.Errorf("%w: timeout must be positive", ErrInvalidOption)
 	case c.ackInterval <= 0:
-		return errors.New("fanout/client: ack interval must be positive")
+		return fmt.Errorf("%w: ack interval must be positive", ErrInvalidOption)
 	case c.readLimit <= 0:
-		return errors.New("fanout/client: read limit must be positive")
+		return fmt.Errorf("%w: read limit must be positive", ErrInvalidOption)
 	case c.maxMessageSize <= 0:
-		return errors.New("fanout/client: max message size must be positive")
+		return fmt.Errorf("%w: max message size must be positive", ErrInvalidOption)
 	case c.buffer <= 0:
-		return errors.New("fanout/client: buffer must be positive")
+		return fmt.Errorf("%w: buffer must be positive", ErrInvalidOption)
 	case c.maxInFlight <= 0:
-		return errors.New("fanout/client: max in flight must be positive")
+		return fmt.Errorf("%w: max in flight must be positive", ErrInvalidOption)
 	case c.startSet && len(c.startEpoch) > 64:
-		return errors.New("fanout/client: epoch longer than 64 bytes")
+		return fmt.Errorf("%w: epoch longer than 64 bytes", ErrInvalidOption)
 	}
 	return nil
 }
