@@ -110,7 +110,7 @@ func WithMaxMessageSize(bytes int64) Option { return func(c *config) { c.maxMess
 
 // WithPublishRate limits each connection's publishes with a token bucket.
 // A publish over the limit is answered with an error rate_limited and not
-// appended; a connection that keeps publishing after 100 refusals in a row is
+// appended; a connection refused more than 100 times within a second is
 // closed with 1008. Default 50 per second, burst 100.
 func WithPublishRate(perSecond float64, burst int) Option {
 	return func(c *config) { c.publishRate, c.publishBurst = perSecond, burst }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -112,7 +114,8 @@ func TestPublishRateLimited(t *testing.T) {
 	assert.Equal(t, uint64(2), sv.s.Stats().Head)
 }
 
-// Past 100 refused publishes in a row the connection is closed with 1008.
+// Past 100 refused publishes within a second the connection is closed with
+// 1008, whether they come in one burst or as a steady flood.
 func TestPublishFloodClosed(t *testing.T) {
 	sv := newServer(t, fanout.WithPublishRate(0.001, 1))
 	c := dial(t, sv.url(""), nil)
@@ -165,4 +168,20 @@ func TestValidateHookTooLarge(t *testing.T) {
 	c := dial(t, sv.url(""), nil)
 	c.send(t, `{"type":"publish","id":"1","data":1}`)
 	assert.Equal(t, "too_large", c.nextOf(t, "error").Code)
+}
+
+func TestSteadyPublishFloodClosed(t *testing.T) {
+	sv := newServer(t) // 50/s, burst 100
+	c := dial(t, sv.url(""), nil)
+	for i := range 300 { // 500 publishes/s: far over the rate, in small frames
+		var b strings.Builder
+		for j := range 5 {
+			fmt.Fprintf(&b, `{"type":"publish","id":"%d-%d","data":1}`+"\n", i, j)
+		}
+		if c.ws.Write(context.Background(), websocket.MessageText, []byte(b.String())) != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, websocket.StatusPolicyViolation, c.closed(t))
 }

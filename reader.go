@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -13,16 +14,21 @@ import (
 	"github.com/fanout-go/fanout/internal/wire"
 )
 
-// maxRefusals is how many rate-limited publishes in a row a connection may
-// send before it is closed with 1008.
-const maxRefusals = 100
+// maxRefusals is how many rate-limited publishes a connection may send
+// within refusalWindow before it is closed with 1008: a client that backs
+// off never gets near it, a flood at any steady rate does.
+const (
+	maxRefusals   = 100
+	refusalWindow = time.Second
+)
 
 // reader is the state of a connection's reader goroutine.
 type reader struct {
-	c        *Conn
-	publish  *rate.Limiter // client publishes
-	inbound  *rate.Limiter // every client message
-	refusals int
+	c            *Conn
+	publish      *rate.Limiter // client publishes
+	inbound      *rate.Limiter // every client message
+	refusals     int           // rate-limited publishes since refusalsFrom
+	refusalsFrom time.Time
 }
 
 // readLoop reads client frames until the connection closes. After a close
@@ -92,18 +98,20 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	// costs no rate token and the hook is not asked again, so a client
 	// resending after a reconnect always gets its original seq back.
 	if seq, ok := s.committed(c.identity.User, m.ID); ok {
+		s.deduped.Add(1)
 		c.enqueue(wire.AppendAck(nil, m.ID, seq))
 		return 0, ""
 	}
-	if !r.publish.Allow() {
-		r.refusals++
-		if r.refusals > maxRefusals {
+	if now := time.Now(); !r.publish.AllowN(now, 1) {
+		if now.Sub(r.refusalsFrom) > refusalWindow {
+			r.refusals, r.refusalsFrom = 0, now
+		}
+		if r.refusals++; r.refusals > maxRefusals {
 			return ClosePolicy, "publish flood"
 		}
 		c.enqueue(wire.AppendError(nil, wire.CodeRateLimited, "publish rate exceeded", m.ID))
 		return 0, ""
 	}
-	r.refusals = 0
 	data := m.Data
 	if s.cfg.validate != nil {
 		out, err, panicked := r.validate(data)

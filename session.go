@@ -41,6 +41,7 @@ type Session struct {
 	wg sync.WaitGroup // ServeHTTP calls that admitted a connection
 
 	published  atomic.Uint64
+	deduped    atomic.Uint64
 	delivered  atomic.Uint64
 	slowCloses atomic.Uint64
 	resumed    atomic.Uint64
@@ -128,6 +129,7 @@ func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool
 	}
 	if seq, dup := s.dedup.lookup(k); dup {
 		s.mu.Unlock()
+		s.deduped.Add(1)
 		return seq, true
 	}
 	seq = s.commitLocked(data, user, id)

@@ -9,6 +9,7 @@ type Stats struct {
 	Oldest             uint64 // oldest seq still retained for replay, 0 if none
 	Published          uint64 // events appended (server and client publishes)
 	Delivered          uint64 // event messages written to connections
+	Deduplicated       uint64 // client publishes answered with the seq of an earlier one with the same id
 	SlowConsumerCloses uint64 // connections closed with 4001
 	ResumesReplayed    uint64 // resumes that were served (resumed:true)
 	ResumesReset       uint64 // resumes that could not be served (resumed:false)
@@ -26,6 +27,7 @@ func (s *Session) Stats() Stats {
 	s.mu.RUnlock()
 	st.Published = s.published.Load()
 	st.Delivered = s.delivered.Load()
+	st.Deduplicated = s.deduped.Load()
 	st.SlowConsumerCloses = s.slowCloses.Load()
 	st.ResumesReplayed = s.resumed.Load()
 	st.ResumesReset = s.resets.Load()

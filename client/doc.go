@@ -56,7 +56,7 @@
 // every client sees it once.
 //
 // The server limits each connection's publish rate, and closes a
-// connection that gets 100 rate_limited refusals in a row (1008, which stops
+// connection that gets more than 100 rate_limited refusals within a second (1008, which stops
 // the client). So at most WithMaxInFlight publishes are in flight (sent, not
 // yet answered) on a connection; the others wait in order and go out as
 // answers come back, and so do the publishes resent after a reconnect: a

@@ -165,7 +165,7 @@ func WithBuffer(events int) Option {
 // come back. This also paces the resend of everything published while the
 // client was disconnected. The server refuses publishes beyond its per
 // connection burst (default 100) as rate limited, and closes a connection
-// that gets 100 such refusals in a row (1008, which stops the client). The
+// that gets more than 100 such refusals within a second (1008, which stops the client). The
 // default stays well below both, so that a full window can neither exhaust
 // a fresh connection's burst nor come near that many refusals. Raise it
 // only together with the server's burst (WithPublishRate). Default: 32.

@@ -10,7 +10,8 @@ import "time"
 // and a rate_limited answer shrinks the window to one publish and pauses it
 // with a growing backoff. After a burst of refusals the client thus sends
 // one probe per pause, and the pauses grow to rateBackoff.max, so only a
-// server that grants no token for minutes could count 100 refusals in a row.
+// server that grants no token for minutes could count 100 refusals in a row,
+// and never 100 within the server's one-second window.
 
 // rateBackoff is the pause after a rate_limited answer: 50–100 ms after
 // the first, doubling with each further pause without an accepted publish

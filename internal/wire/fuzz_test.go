@@ -1,0 +1,121 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzLines checks the NDJSON splitter against a plain statement of the
+// rule: split on '\n', drop the lines that are only whitespace, keep the
+// rest as they are, in order.
+func FuzzLines(f *testing.F) {
+	for _, s := range []string{"", "\n", "a", "a\nb", "a\r\nb\r\n", "\n\n \t\n", `{"type":"pong"}` + "\n" + `{"type":"ack","seq":1}`, "\x00\n\u2028\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var want []string
+		for l := range strings.SplitSeq(string(frame), "\n") {
+			if strings.TrimSpace(l) != "" {
+				want = append(want, l)
+			}
+		}
+		var got []string
+		for l := range Lines(frame) {
+			if bytes.IndexByte(l, '\n') >= 0 {
+				t.Fatalf("line %q contains a newline", l)
+			}
+			got = append(got, string(l))
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Lines(%q) = %q, want %q", frame, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("Lines(%q) = %q, want %q", frame, got, want)
+			}
+		}
+		// A consumer that stops early stops the iteration.
+		n := 0
+		for range Lines(frame) {
+			n++
+			break
+		}
+		if n != min(1, len(want)) {
+			t.Fatalf("Lines(%q) went on after the consumer stopped", frame)
+		}
+	})
+}
+
+// FuzzCompact checks that publish data, once compacted, is the same JSON
+// value without a raw newline, so it cannot break the NDJSON framing, and
+// that data without a newline is passed on untouched.
+func FuzzCompact(f *testing.F) {
+	for _, s := range []string{`1`, `"a\nb"`, "{\n\"a\": [1,\n2]\n}", "[\r\n]", `{"a":"\u2028"}`, " \n null \n "} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return // Compact's callers have validated the JSON
+		}
+		got := Compact(data)
+		if !json.Valid(got) {
+			t.Fatalf("Compact(%q) = %q, not valid JSON", data, got)
+		}
+		if bytes.IndexByte(got, '\n') >= 0 {
+			t.Fatalf("Compact(%q) = %q contains a newline", data, got)
+		}
+		if bytes.IndexByte(data, '\n') < 0 && !bytes.Equal(got, data) {
+			t.Fatalf("Compact(%q) = %q changed data without a newline", data, got)
+		}
+		var a, b bytes.Buffer
+		if json.Compact(&a, data) != nil || json.Compact(&b, got) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Fatalf("Compact(%q) = %q is another value", data, got)
+		}
+	})
+}
+
+// FuzzDecodeClientRoundTrip checks that an accepted publish carries what
+// the line said: its id and data decode to the same values as a plain JSON
+// decoding of the line, and an accepted ack its seq.
+func FuzzDecodeClientRoundTrip(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"publish","id":"x","data":{"a":[1,2]}}`, `{"type":"ack","seq":7}`, `{"type":"pong","extra":1}`,
+		`{"type":"publish","id":"\u00e9\ud83d\ude00","data":"\n"}`, `{"type":"publish","id":"a","data":1,"id":"b"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		m, err := DecodeClient(line)
+		if err != nil {
+			return
+		}
+		var plain struct {
+			Type string          `json:"type"`
+			ID   string          `json:"id"`
+			Data json.RawMessage `json:"data"`
+			Seq  uint64          `json:"seq"`
+		}
+		if err := json.Unmarshal(line, &plain); err != nil {
+			t.Fatalf("DecodeClient accepted %q, which is not a message: %v", line, err)
+		}
+		if m.Type != plain.Type {
+			t.Fatalf("type %q, want %q", m.Type, plain.Type)
+		}
+		switch m.Type {
+		case TypePublish:
+			if m.ID != plain.ID {
+				t.Fatalf("id %q, want %q", m.ID, plain.ID)
+			}
+			var a, b bytes.Buffer
+			if json.Compact(&a, m.Data) != nil || json.Compact(&b, plain.Data) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("data %q, want %q", m.Data, plain.Data)
+			}
+		case TypeAck:
+			if m.Seq != plain.Seq {
+				t.Fatalf("seq %d, want %d", m.Seq, plain.Seq)
+			}
+		}
+	})
+}
