@@ -31,6 +31,7 @@ targets="
 ./internal/wire FuzzAppendString
 . FuzzResumeQuery
 . FuzzFrames
+./client FuzzDecodeFrame
 "
 
 [ -n "$out" ] && : >"$out"

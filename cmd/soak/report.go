@@ -75,8 +75,9 @@ var guarantees = []guarantee{
 	{
 		claim: "**Clean errors, no one gets in.** Hostile input gets its documented status, error or close code and harms no one else; 401 without credentials, 403 cross-origin, `from` set by the server.",
 		tests: append(root("TestHostileInputs", "TestHandshakeRefusals", "TestProtocolErrors", "TestPublishFromCannotBeSpoofed", "TestInvalidUTF8Refused",
-			"TestPanickingHookContained", "TestLimitPublishRate", "TestLimitPublishRefusals", "TestLimitInboundBudget", "FuzzResumeQuery", "FuzzFrames"),
-			refs("./internal/wire", "FuzzDecodeClient", "FuzzDecodeClientRoundTrip", "FuzzLines", "FuzzCompact")...),
+			"TestPanickingHookContained", "TestLimitPublishRate", "TestLimitPublishRefusals", "TestLimitInboundBudget", "TestSteadyPublishFloodClosed", "FuzzResumeQuery", "FuzzFrames"),
+			append(refs("./internal/wire", "FuzzDecodeClient", "FuzzDecodeClientRoundTrip", "FuzzLines", "FuzzCompact"),
+				refs("./client", "FuzzDecodeFrame")...)...),
 		soak: "",
 	},
 }
