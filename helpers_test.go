@@ -189,6 +189,22 @@ func (c *client) nextOf(t *testing.T, typ string) msg {
 	}
 }
 
+// collect reads messages until it has one of each of types, in whatever
+// order they come, and returns the first of each.
+func (c *client) collect(t *testing.T, types ...string) map[string]msg {
+	t.Helper()
+	got := make(map[string]msg, len(types))
+	for len(got) < len(types) {
+		m := c.next(t)
+		for _, typ := range types {
+			if _, seen := got[typ]; m.Type == typ && !seen {
+				got[typ] = m
+			}
+		}
+	}
+	return got
+}
+
 // events reads n events and returns their seqs in order of arrival.
 func (c *client) events(t *testing.T, n int) []msg {
 	t.Helper()
