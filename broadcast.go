@@ -50,14 +50,15 @@ func (s *Session) wakeWriters(seq uint64) {
 
 // fill appends the encoded events after seq `after`, up to seq upto, to
 // buf, one per line, until buf holds maxBatch bytes. It returns the last seq
-// added, how many were added, and the channel that is closed on the next
-// append. ok is false when `after` has fallen out of the history window.
-func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, tail <-chan struct{}, ok bool) {
+// added, how many were added, whether more were due than fitted, and the
+// channel that is closed on the next append. ok is false when `after` has
+// fallen out of the history window.
+func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, more bool, tail <-chan struct{}, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	h := &s.log
 	if after < h.floor() {
-		return buf, after, 0, nil, false
+		return buf, after, 0, false, nil, false
 	}
 	last = after
 	upto = min(upto, h.head)
@@ -67,7 +68,7 @@ func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n
 		buf = append(buf, '\n')
 		n++
 	}
-	return buf, last, n, s.tail, true
+	return buf, last, n, last < upto, s.tail, true
 }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+4096); return &b }}
@@ -137,7 +138,7 @@ func (c *Conn) writeLoop() {
 			buf = append(buf, wire.Ping...)
 			buf = append(buf, '\n')
 		}
-		buf, last, n, tail, ok := s.fill(c.sent.Load(), upto, buf)
+		buf, last, n, more, tail, ok := s.fill(c.sent.Load(), upto, buf)
 		if !ok {
 			putBatch(bp, buf)
 			c.slowConsumer("fell behind the history window")
@@ -158,12 +159,18 @@ func (c *Conn) writeLoop() {
 				return
 			}
 			s.delivered.Add(uint64(n))
-			continue
-		}
-		putBatch(bp, buf)
-		if closing { // everything due before the close was sent
-			c.closeHandshake(ce)
-			return
+			if more || closing {
+				continue
+			}
+			// Nothing else was due when fill looked: wait on its tail rather
+			// than pass over the history again. Anything queued since has
+			// closed that tail or left a wake token.
+		} else {
+			putBatch(bp, buf)
+			if closing { // everything due before the close was sent
+				c.closeHandshake(ce)
+				return
+			}
 		}
 		c.clearDeadline()
 		if idle == nil {
@@ -218,7 +225,6 @@ func (c *Conn) clearDeadline() { _ = c.netConn.SetWriteDeadline(time.Time{}) }
 // position is gone.
 func (c *Conn) slowConsumer(reason string) {
 	c.s.slowCloses.Add(1)
-	c.noteClose(CloseSlowConsumer, reason)
 	c.closeHandshake(&CloseError{Code: CloseSlowConsumer, Reason: reason})
 }
 

@@ -1,9 +1,6 @@
 package fanout
 
-import (
-	"context"
-	"math"
-)
+import "context"
 
 // Shutdown stops the session gracefully, like http.Server.Shutdown: new
 // connections get 503 and Publish returns ErrClosed; every connection is
@@ -20,7 +17,7 @@ import (
 // so wait for the session's Shutdown too before the process exits.
 func (s *Session) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
-		c.requestCloseAfter(CloseGoingAway, "server shutting down", math.MaxUint64)
+		c.requestCloseAfter(CloseGoingAway, "server shutting down", s.head.Load())
 	}
 	done := make(chan struct{})
 	go func() {
