@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanout-go/fanout"
+	"github.com/fanout-go/fanout/internal/fdlimit"
 )
 
 const (
@@ -33,7 +34,7 @@ const (
 // Conn.Close), and checks that goroutines and heap return to where they were.
 // Then 1,000 more with presence on, so that joins and leaves flow too.
 func TestLeakTenThousandConnections(t *testing.T) {
-	require.NoError(t, raiseFileLimit(4*leakBatch+256))
+	require.NoError(t, fdlimit.Raise(4*leakBatch+256))
 	t.Run("presence off", func(t *testing.T) {
 		leakRun(t, leakTotal, leakBatch, fanout.WithPresence(false))
 	})

@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+
+	"github.com/fanout-go/fanout/internal/fdlimit"
 )
 
 func main() {
@@ -46,7 +48,7 @@ func main() {
 	fuzz := flag.String("fuzz", "", "with -report: results written by scripts/fuzz.sh -o")
 	flag.Parse()
 
-	if err := raiseFileLimit(uint64(4*cfg.Clients + 1024)); err != nil {
+	if err := fdlimit.Raise(uint64(4*cfg.Clients + 1024)); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: open files limit: %v\n", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

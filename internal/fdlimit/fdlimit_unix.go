@@ -1,12 +1,14 @@
 //go:build unix
 
-package fanout_test
+// Package fdlimit raises the open-file limit for programs and tests that
+// hold thousands of loopback connections.
+package fdlimit
 
 import "syscall"
 
-// raiseFileLimit makes sure the process may hold n open files, raising the
-// soft limit up to the hard one if needed.
-func raiseFileLimit(n uint64) error {
+// Raise makes sure the process may hold n open files, raising the soft
+// limit up to the hard one if needed.
+func Raise(n uint64) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return err

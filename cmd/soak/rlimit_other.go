@@ -1,7 +1,0 @@
-//go:build !unix
-
-package main
-
-// raiseFileLimit has nothing to raise where open files are not limited by
-// RLIMIT_NOFILE.
-func raiseFileLimit(uint64) error { return nil }
