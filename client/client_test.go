@@ -163,16 +163,7 @@ func TestPublishBatchesRespectFrameLimit(t *testing.T) {
 	sess, err := fanout.NewSession("test", fanout.WithMaxMessageSize(1024), fanout.WithPublishRate(1e6, 1e6))
 	require.NoError(t, err)
 	t.Cleanup(func() { sess.Close() })
-	var away atomic.Bool
-	var refused atomic.Int32
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if away.Load() {
-			refused.Add(1)
-			http.Error(w, "later", http.StatusServiceUnavailable)
-			return
-		}
-		sess.ServeHTTP(w, r)
-	}))
+	srv, away, refused := newAwayServer(t, sess)
 	c := dial(t, srv.WS("/"), client.WithMaxMessageSize(1024), client.WithBackoff(time.Millisecond, 5*time.Millisecond))
 	go func() {
 		for range c.Events() {
@@ -263,14 +254,7 @@ func TestResetAfterReconnect(t *testing.T) {
 	sess, err := fanout.NewSession("test", fanout.WithHistory(5))
 	require.NoError(t, err)
 	t.Cleanup(func() { sess.Close() })
-	var away atomic.Bool
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if away.Load() {
-			http.Error(w, "later", http.StatusServiceUnavailable)
-			return
-		}
-		sess.ServeHTTP(w, r)
-	}))
+	srv, away, _ := newAwayServer(t, sess)
 	var col collector
 	resets := make(chan uint64, 1)
 	c := dial(t, srv.WS("/"), client.WithHandler(col.handle),

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,4 +227,21 @@ func welcome(epoch string, head uint64, resumed bool, heartbeatMS int) string {
 
 func event(seq uint64) string {
 	return `{"type":"event","seq":` + itoa(int(seq)) + `,"data":{"seq":` + itoa(int(seq)) + `}}`
+}
+
+// newAwayServer serves sess, except while away is set: then it refuses
+// every handshake with 503 and counts the refusals, so a client stays
+// disconnected and keeps retrying.
+func newAwayServer(t *testing.T, sess *fanout.Session) (srv *server, away *atomic.Bool, refused *atomic.Int32) {
+	t.Helper()
+	away, refused = new(atomic.Bool), new(atomic.Int32)
+	srv = newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if away.Load() {
+			refused.Add(1)
+			http.Error(w, "later", http.StatusServiceUnavailable)
+			return
+		}
+		sess.ServeHTTP(w, r)
+	}))
+	return srv, away, refused
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,16 +101,7 @@ func TestPublishOutageBacklog(t *testing.T) {
 	sess, err := fanout.NewSession("test", fanout.WithOnLeave(cc.onLeave))
 	require.NoError(t, err)
 	t.Cleanup(func() { sess.Close() })
-	var away atomic.Bool
-	var refused atomic.Int32
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if away.Load() {
-			refused.Add(1)
-			http.Error(w, "later", http.StatusServiceUnavailable)
-			return
-		}
-		sess.ServeHTTP(w, r)
-	}))
+	srv, away, refused := newAwayServer(t, sess)
 	var col collector
 	c := dial(t, srv.WS("/"), client.WithHandler(col.handle), client.WithBackoff(time.Millisecond, 5*time.Millisecond))
 	away.Store(true)
