@@ -1,15 +1,12 @@
 package fanout
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/fanout-go/fanout/internal/wire"
 )
@@ -25,40 +22,26 @@ const (
 )
 
 // commitLocked appends one event. The event is encoded here, once; writers
-// send these bytes as they are. s.mu is held; the caller wakes writers with
-// wakeWriters after unlocking.
+// send these bytes as they are. s.mu is held; the caller pokes the pacer
+// after unlocking.
 func (s *Session) commitLocked(data []byte, from, id string) uint64 {
 	b := make([]byte, 0, len(data)+len(from)+len(id)+64)
 	seq := s.log.append(wire.AppendEvent(b, s.log.head+1, data, from, id))
 	s.head.Store(seq)
-	close(s.tail)
-	s.tail = make(chan struct{})
 	s.published.Add(1)
 	return seq
 }
 
-// wakeWriters starts a writer for every connection that is behind seq and
-// has none. Connections with a running writer notice the new event by
-// themselves, through the tail channel.
-func (s *Session) wakeWriters(seq uint64) {
-	for _, c := range *s.connList.Load() {
-		if !c.active.Load() && c.sent.Load() < seq {
-			c.kick()
-		}
-	}
-}
-
 // fill appends the encoded events after seq `after`, up to seq upto, to
 // buf, one per line, until buf holds maxBatch bytes. It returns the last seq
-// added, how many were added, whether more were due than fitted, and the
-// channel that is closed on the next append. ok is false when `after` has
-// fallen out of the history window.
-func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, more bool, tail <-chan struct{}, ok bool) {
+// added, how many were added and whether more were due than fitted. ok is
+// false when `after` has fallen out of the history window.
+func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, more bool, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	h := &s.log
 	if after < h.floor() {
-		return buf, after, 0, false, nil, false
+		return buf, after, 0, false, false
 	}
 	last = after
 	upto = min(upto, h.head)
@@ -68,7 +51,7 @@ func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n
 		buf = append(buf, '\n')
 		n++
 	}
-	return buf, last, n, last < upto, s.tail, true
+	return buf, last, n, last < upto, true
 }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+4096); return &b }}
@@ -89,11 +72,16 @@ func (c *Conn) kick() {
 
 // notify tells c's writer, running or not, that there is something to do.
 func (c *Conn) notify() {
+	c.signal()
+	c.kick()
+}
+
+// signal wakes c's writer if one is waiting.
+func (c *Conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	c.kick()
 }
 
 // pending reports whether the writer has anything to do.
@@ -107,17 +95,14 @@ func (c *Conn) pending() bool {
 // writeLoop is the connection's writer: it drains control messages, then
 // sends events from the connection's cursor in the shared history, packing
 // whatever is pending into one frame. It is the only goroutine that writes
-// to the socket, and at most one runs per connection; it exits after
-// lingering idle, and for good once the connection is closed.
+// to the socket, and at most one runs per connection. Between writes it
+// waits to be woken: by the pacer for events, at once for control
+// messages. It exits when the pacer retires it after lingering idle, and
+// for good once the connection is closed.
 func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	s := c.s
-	var idle *time.Timer
-	defer func() {
-		if idle != nil {
-			idle.Stop()
-		}
-	}()
+	c.lastWrite.Store(s.now())
 	for {
 		c.mu.Lock()
 		ctrl, closing, ce := c.ctrl, c.closing, c.closeErr
@@ -129,7 +114,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 
 		bp := batchPool.Get().(*[]byte)
-		buf := (*bp)[:0]
+		buf := (*bp)[:wire.FrameHeadroom]
 		for _, m := range ctrl {
 			buf = append(buf, m...)
 			buf = append(buf, '\n')
@@ -138,13 +123,13 @@ func (c *Conn) writeLoop() {
 			buf = append(buf, wire.Ping...)
 			buf = append(buf, '\n')
 		}
-		buf, last, n, more, tail, ok := s.fill(c.sent.Load(), upto, buf)
+		buf, last, n, more, ok := s.fill(c.sent.Load(), upto, buf)
 		if !ok {
 			putBatch(bp, buf)
 			c.slowConsumer("fell behind the history window")
 			return
 		}
-		if len(buf) > 0 {
+		if len(buf) > wire.FrameHeadroom {
 			if n > 0 {
 				c.sent.Store(last)
 			}
@@ -162,9 +147,8 @@ func (c *Conn) writeLoop() {
 			if more || closing {
 				continue
 			}
-			// Nothing else was due when fill looked: wait on its tail rather
-			// than pass over the history again. Anything queued since has
-			// closed that tail or left a wake token.
+			// Events committed since fill looked wait for the pacer's
+			// next round, which wakes this writer.
 		} else {
 			putBatch(bp, buf)
 			if closing { // everything due before the close was sent
@@ -172,24 +156,17 @@ func (c *Conn) writeLoop() {
 				return
 			}
 		}
-		c.clearDeadline()
-		if idle == nil {
-			idle = time.NewTimer(s.cfg.linger)
-		} else {
-			idle.Reset(s.cfg.linger)
+		<-c.wake
+		if c.ctx.Err() != nil {
+			return
 		}
-		select {
-		case <-tail:
-		case <-c.wake:
-		case <-idle.C:
+		if c.retire.Swap(false) {
 			c.active.Store(false)
 			// Whoever queued work after our last look either sees
 			// active==false and starts a writer, or is seen here.
 			if !c.pending() || !c.active.CompareAndSwap(false, true) {
 				return
 			}
-		case <-c.ctx.Done():
-			return
 		}
 	}
 }
@@ -202,23 +179,25 @@ func putBatch(bp *[]byte, buf []byte) {
 	batchPool.Put(bp)
 }
 
-// write sends one frame, bounded by the write timeout. The bound is a
-// deadline on the socket rather than a context: a cancellable context costs
-// the WebSocket library several allocations per write, a deadline none.
+// write sends buf, FrameHeadroom bytes and then the payload, as one text
+// frame in one write to the socket. The frame is written here rather than
+// through the WebSocket library: the same bytes in one system call, without
+// the library's message state, locks and copy into its buffer. The library
+// still reads, and writes its own control frames (pongs, the close
+// handshake); each of those is one write too, and the socket never
+// interleaves two writes, so frames never mix.
+//
+// The write timeout is enforced by the pacer's sweep, which fails a write
+// that has run too long by moving the socket's deadline into the past: no
+// deadline to set and clear around every write.
 func (c *Conn) write(buf []byte) error {
-	if len(buf) == 0 {
-		return nil
-	}
-	if err := c.netConn.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout)); err != nil {
-		return err
-	}
-	return c.ws.Write(context.Background(), websocket.MessageText, buf)
+	t := c.s.now()
+	c.lastWrite.Store(t)
+	c.writeStart.Store(t)
+	_, err := c.netConn.Write(wire.TextFrame(buf))
+	c.writeStart.Store(0)
+	return err
 }
-
-// clearDeadline lifts the write deadline before the writer goes idle: the
-// WebSocket library also writes on its own (close and pong replies) and must
-// not meet a deadline that has long passed. A busy writer keeps renewing it.
-func (c *Conn) clearDeadline() { _ = c.netConn.SetWriteDeadline(time.Time{}) }
 
 // slowConsumer closes a connection that cannot keep up. Nothing is skipped:
 // the client reconnects and resumes from its last seq, or learns that its

@@ -19,8 +19,8 @@ import (
 const maxPendingControl = 4096
 
 // Conn is one client connection to a Session. It has a reader goroutine
-// (the ServeHTTP call) and, while there is something to send, a writer
-// goroutine, the only one that writes to the socket. Its methods are safe
+// (the ServeHTTP call) and, while it is busy, a writer goroutine, the only
+// one that writes to the socket. Its methods are safe
 // for concurrent use and remain valid after the connection closed.
 type Conn struct {
 	s        *Session
@@ -31,12 +31,15 @@ type Conn struct {
 	remote   string
 	user     *userState // set by register
 
-	sent      atomic.Uint64 // last seq handed to the socket
-	acked     atomic.Uint64 // highest seq the client acknowledged
-	lastHeard atomic.Int64  // Session.now of the last message from the client
-	active    atomic.Bool   // a writer goroutine is running
-	pingDue   atomic.Bool   // the writer should send a ping
-	heartbeat *time.Timer   // runs onHeartbeat
+	sent       atomic.Uint64 // last seq handed to the socket
+	acked      atomic.Uint64 // highest seq the client acknowledged
+	lastHeard  atomic.Int64  // Session.now of the last message from the client
+	active     atomic.Bool   // a writer goroutine is running
+	retire     atomic.Bool   // the pacer asks an idle writer to exit
+	lastWrite  atomic.Int64  // Session.now when the writer last wrote (or started)
+	writeStart atomic.Int64  // Session.now when the write in progress began; 0 if none
+	pingDue    atomic.Bool   // the writer should send a ping
+	heartbeat  *time.Timer   // runs onHeartbeat
 
 	mu       sync.Mutex
 	ctrl     [][]byte // encoded control messages, in order
@@ -138,6 +141,7 @@ func (c *Conn) finish() {
 	}
 	c.noteCloseLocked(CloseAbnormal, "connection ended")
 	c.mu.Unlock()
+	c.signal() // a waiting writer sees the cancelled context and exits
 	c.writers.Wait()
 	_ = c.ws.CloseNow()
 	close(c.done)

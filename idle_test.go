@@ -23,15 +23,16 @@ func TestIdleConnectionsHoldNoWriter(t *testing.T) {
 		cs[i] = dial(t, sv.url(""), nil)
 	}
 	// Per connection: the server's reader (ServeHTTP) and the test client's
-	// reader. No writers once they have lingered.
-	waitGoroutines(t, base+2*n)
+	// reader; per session, the pacer. No writers once they have lingered.
+	const want = 2*n + 1
+	waitGoroutines(t, base+want)
 
 	for round := 1; round <= 2; round++ {
 		seq := sv.publish(`"wake up"`)
 		for _, c := range cs {
 			assert.Equal(t, seq, c.nextOf(t, "event").Seq)
 		}
-		waitGoroutines(t, base+2*n)
+		waitGoroutines(t, base+want)
 	}
 }
 

@@ -56,6 +56,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
 	s.conns[c] = struct{}{}
 	s.snapshotConnsLocked()
+	s.startPacerLocked()
 	return true
 }
 
@@ -75,6 +76,9 @@ func (s *Session) unregister(c *Conn) {
 	defer s.mu.Unlock()
 	delete(s.conns, c)
 	s.snapshotConnsLocked()
+	if len(s.conns) == 0 {
+		s.stopPacerLocked()
+	}
 	if u := s.users[c.identity.User]; u != nil {
 		if u.conns--; u.conns == 0 {
 			delete(s.users, c.identity.User)

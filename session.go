@@ -27,16 +27,17 @@ type Session struct {
 	born   time.Time
 	accept websocket.AcceptOptions
 
-	mu       sync.RWMutex
-	log      history
-	head     atomic.Uint64           // log.head, readable without the lock
-	connList atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
-	tail     chan struct{}           // closed and replaced on every append: wakes writers
-	dedup    dedup
-	conns    map[*Conn]struct{}
-	users    map[string]*userState
-	admitted int // connections past admission, registered or not
-	closed   bool
+	mu        sync.RWMutex
+	log       history
+	head      atomic.Uint64           // log.head, readable without the lock
+	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
+	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
+	pacerStop chan struct{}           // closes the running pacer; nil when none runs
+	dedup     dedup
+	conns     map[*Conn]struct{}
+	users     map[string]*userState
+	admitted  int // connections past admission, registered or not
+	closed    bool
 
 	wg sync.WaitGroup // ServeHTTP calls that admitted a connection
 
@@ -73,9 +74,10 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		cfg:    cfg,
 		epoch:  newEpoch(),
 		born:   time.Now(),
-		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins},
+		// No compression: writers frame events themselves (see Conn.write).
+		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
 		log:    newHistory(cfg.history),
-		tail:   make(chan struct{}),
+		due:    make(chan struct{}, 1),
 		dedup:  newDedup(cfg.dedupWindow),
 		conns:  make(map[*Conn]struct{}),
 		users:  make(map[string]*userState),
@@ -113,7 +115,7 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 	}
 	seq := s.commitLocked(data, "", "")
 	s.mu.Unlock()
-	s.wakeWriters(seq)
+	s.poke()
 	return seq, nil
 }
 
@@ -135,7 +137,7 @@ func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool
 	seq = s.commitLocked(data, user, id)
 	s.dedup.remember(k, seq)
 	s.mu.Unlock()
-	s.wakeWriters(seq)
+	s.poke()
 	return seq, true
 }
 

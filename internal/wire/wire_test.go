@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -145,4 +146,28 @@ func TestLines(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, n, "stops when the consumer does")
+}
+
+func TestTextFrame(t *testing.T) {
+	for _, tc := range []struct {
+		n      int
+		header []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{1, []byte{0x81, 1}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{0xFFFF, []byte{0x81, 126, 0xFF, 0xFF}},
+		{0x10000, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	} {
+		payload := bytes.Repeat([]byte{'x'}, tc.n)
+		buf := append(make([]byte, FrameHeadroom), payload...)
+		f := TextFrame(buf)
+		if !bytes.Equal(f[:len(tc.header)], tc.header) {
+			t.Errorf("n=%d: header % x, want % x", tc.n, f[:len(tc.header)], tc.header)
+		}
+		if !bytes.Equal(f[len(tc.header):], payload) {
+			t.Errorf("n=%d: payload changed", tc.n)
+		}
+	}
 }

@@ -1,0 +1,124 @@
+package fanout
+
+import (
+	"time"
+)
+
+// The pacer is the one goroutine per session that wakes writers for new
+// events, and the one that watches over them. It runs while the session
+// has connections.
+//
+// Waking in rounds is what makes fan-out cheap: a write costs about the
+// same whether it carries one event or twenty, so the pacer lets events
+// that follow each other within the batch window gather, then wakes every
+// connection that is behind once, and each writer sends everything pending
+// in one frame. Under load rounds grow longer by themselves (writers queue
+// for the CPU), and each write carries more.
+//
+// Its timer also does per-connection housekeeping without a timer per
+// connection: it cuts writes that have run past the write timeout, and it
+// retires writers that have been idle for the linger time, so an idle
+// connection holds no writer goroutine.
+
+// startPacerLocked starts the pacer when the first connection registers.
+// s.mu is held.
+func (s *Session) startPacerLocked() {
+	if s.pacerStop != nil {
+		return
+	}
+	stop := make(chan struct{})
+	s.pacerStop = stop
+	s.wg.Add(1) // Shutdown and Close wait for the pacer too
+	go s.pace(stop)
+}
+
+// stopPacerLocked stops the pacer once the last connection has left.
+// s.mu is held.
+func (s *Session) stopPacerLocked() {
+	if s.pacerStop != nil {
+		close(s.pacerStop)
+		s.pacerStop = nil
+	}
+}
+
+// poke tells the pacer that an event was committed.
+func (s *Session) poke() {
+	select {
+	case s.due <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) pace(stop <-chan struct{}) {
+	defer s.wg.Done()
+	every := s.sweepInterval()
+	sweep := time.NewTimer(every)
+	defer sweep.Stop()
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	defer gather.Stop()
+	window := int64(s.cfg.batchWindow)
+	var last int64 // Session.now of the last round
+	for {
+		select {
+		case <-stop:
+			return
+		case <-sweep.C:
+			s.sweep()
+			sweep.Reset(every)
+		case <-s.due:
+			if wait := last + window - s.now(); wait > 0 {
+				gather.Reset(time.Duration(wait))
+				select {
+				case <-gather.C:
+				case <-stop:
+					return
+				}
+			}
+			last = s.now()
+			s.wakeWriters()
+		}
+	}
+}
+
+// wakeWriters wakes, or starts, the writer of every connection that is
+// behind the head.
+func (s *Session) wakeWriters() {
+	head := s.head.Load()
+	for _, c := range *s.connList.Load() {
+		if c.sent.Load() < head {
+			c.notify()
+		}
+	}
+}
+
+// sweepInterval is how often the pacer looks over the writers: often
+// enough that a stuck write is cut within a quarter of the write timeout
+// after it, and an idle writer retires within half the linger time after it.
+func (s *Session) sweepInterval() time.Duration {
+	return max(min(s.cfg.writeTimeout/4, s.cfg.linger/2), time.Millisecond)
+}
+
+// sweep cuts writes that have run past the write timeout (the writer then
+// closes the connection as a slow consumer) and retires writers idle for
+// the linger time.
+func (s *Session) sweep() {
+	now := s.now()
+	timeout, linger := int64(s.cfg.writeTimeout), int64(s.cfg.linger)
+	for _, c := range *s.connList.Load() {
+		if !c.active.Load() {
+			continue
+		}
+		if started := c.writeStart.Load(); started != 0 {
+			if now-started >= timeout && c.netConn != nil {
+				// A deadline in the past fails the write in progress.
+				_ = c.netConn.SetWriteDeadline(time.Unix(1, 0))
+			}
+			continue
+		}
+		if now-c.lastWrite.Load() >= linger {
+			c.retire.Store(true)
+			c.signal()
+		}
+	}
+}
