@@ -84,26 +84,54 @@ func (c *Conn) signal() {
 	}
 }
 
-// pending reports whether the writer has anything to do.
-func (c *Conn) pending() bool {
+// writerWork reports whether the writer goroutine has work besides events,
+// which the pacer's rounds send.
+func (c *Conn) writerWork() bool {
+	if c.handoff.Load() || c.pingDue.Load() {
+		return true
+	}
 	c.mu.Lock()
-	busy := len(c.ctrl) > 0 || c.closing
-	c.mu.Unlock()
-	return busy || c.pingDue.Load() || c.sent.Load() < c.s.head.Load()
+	defer c.mu.Unlock()
+	return len(c.ctrl) > 0 || c.closing
 }
 
-// writeLoop is the connection's writer: it drains control messages, then
-// sends events from the connection's cursor in the shared history, packing
-// whatever is pending into one frame. It is the only goroutine that writes
-// to the socket, and at most one runs per connection. Between writes it
-// waits to be woken: by the pacer for events, at once for control
-// messages. It exits when the pacer retires it after lingering idle, and
-// for good once the connection is closed.
+// pending reports whether the connection has anything to send.
+func (c *Conn) pending() bool {
+	return c.writerWork() || c.sent.Load() < c.s.head.Load()
+}
+
+// writeLoop is the connection's writer goroutine. It sends control messages
+// and, with them, the events pending from the connection's cursor in the
+// shared history, packed into one frame; it finishes frames the pacer's
+// direct writes left half written; and it closes the connection. It writes
+// only while it holds c.busy, and at most one runs per connection. Between
+// writes it waits to be woken; it exits when the pacer retires it after
+// lingering idle, and for good once the connection is closed.
 func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	s := c.s
 	c.lastWrite.Store(s.now())
 	for {
+		if c.handoff.Swap(false) {
+			// c.busy came with the rest of a frame the socket did not take.
+			err := c.write(c.carry)
+			n := c.carryEvents
+			putBatch(c.carryBuf, *c.carryBuf)
+			c.carry, c.carryBuf, c.carryEvents = nil, nil, 0
+			if err != nil {
+				c.writeFailed(err)
+				return
+			}
+			s.delivered.Add(uint64(n))
+		} else if !c.busy.CompareAndSwap(false, true) {
+			// The pacer is writing; it wakes us when it is done, if we
+			// have work.
+			if !c.park() {
+				return
+			}
+			continue
+		}
+
 		c.mu.Lock()
 		ctrl, closing, ce := c.ctrl, c.closing, c.closeErr
 		upto := uint64(math.MaxUint64)
@@ -133,22 +161,13 @@ func (c *Conn) writeLoop() {
 			if n > 0 {
 				c.sent.Store(last)
 			}
-			err := c.write(buf)
+			err := c.write(wire.TextFrame(buf))
 			putBatch(bp, buf)
 			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					c.slowConsumer("write timed out")
-				} else {
-					c.drop(CloseAbnormal, "write failed")
-				}
+				c.writeFailed(err)
 				return
 			}
 			s.delivered.Add(uint64(n))
-			if more || closing {
-				continue
-			}
-			// Events committed since fill looked wait for the pacer's
-			// next round, which wakes this writer.
 		} else {
 			putBatch(bp, buf)
 			if closing { // everything due before the close was sent
@@ -156,18 +175,43 @@ func (c *Conn) writeLoop() {
 				return
 			}
 		}
-		<-c.wake
-		if c.ctx.Err() != nil {
+		c.busy.Store(false)
+		if more || closing {
+			continue
+		}
+		// Events committed since fill looked wait for the pacer's next
+		// round.
+		if !c.park() {
 			return
 		}
-		if c.retire.Swap(false) {
-			c.active.Store(false)
-			// Whoever queued work after our last look either sees
-			// active==false and starts a writer, or is seen here.
-			if !c.pending() || !c.active.CompareAndSwap(false, true) {
-				return
-			}
+	}
+}
+
+// park waits to be woken. It returns false when the writer must exit: the
+// connection is over, or the pacer retired the writer and nothing came in
+// since.
+func (c *Conn) park() bool {
+	<-c.wake
+	if c.ctx.Err() != nil {
+		return false
+	}
+	if c.retire.Swap(false) {
+		c.active.Store(false)
+		// Whoever queued work after our last look either sees
+		// active==false and starts a writer, or is seen here.
+		if !c.pending() || !c.active.CompareAndSwap(false, true) {
+			return false
 		}
+	}
+	return true
+}
+
+// writeFailed closes the connection after a failed write.
+func (c *Conn) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.slowConsumer("write timed out")
+	} else {
+		c.drop(CloseAbnormal, "write failed")
 	}
 }
 
@@ -179,8 +223,8 @@ func putBatch(bp *[]byte, buf []byte) {
 	batchPool.Put(bp)
 }
 
-// write sends buf, FrameHeadroom bytes and then the payload, as one text
-// frame in one write to the socket. The frame is written here rather than
+// write sends one frame in one blocking write to the socket. Frames are
+// made here (wire.TextFrame) rather than
 // through the WebSocket library: the same bytes in one system call, without
 // the library's message state, locks and copy into its buffer. The library
 // still reads, and writes its own control frames (pongs, the close
@@ -190,11 +234,11 @@ func putBatch(bp *[]byte, buf []byte) {
 // The write timeout is enforced by the pacer's sweep, which fails a write
 // that has run too long by moving the socket's deadline into the past: no
 // deadline to set and clear around every write.
-func (c *Conn) write(buf []byte) error {
+func (c *Conn) write(frame []byte) error {
 	t := c.s.now()
 	c.lastWrite.Store(t)
 	c.writeStart.Store(t)
-	_, err := c.netConn.Write(wire.TextFrame(buf))
+	_, err := c.netConn.Write(frame)
 	c.writeStart.Store(0)
 	return err
 }

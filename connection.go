@@ -31,15 +31,21 @@ type Conn struct {
 	remote   string
 	user     *userState // set by register
 
-	sent       atomic.Uint64 // last seq handed to the socket
-	acked      atomic.Uint64 // highest seq the client acknowledged
-	lastHeard  atomic.Int64  // Session.now of the last message from the client
-	active     atomic.Bool   // a writer goroutine is running
-	retire     atomic.Bool   // the pacer asks an idle writer to exit
-	lastWrite  atomic.Int64  // Session.now when the writer last wrote (or started)
-	writeStart atomic.Int64  // Session.now when the write in progress began; 0 if none
-	pingDue    atomic.Bool   // the writer should send a ping
-	heartbeat  *time.Timer   // runs onHeartbeat
+	sent        atomic.Uint64 // last seq handed to the socket
+	acked       atomic.Uint64 // highest seq the client acknowledged
+	lastHeard   atomic.Int64  // Session.now of the last message from the client
+	active      atomic.Bool   // a writer goroutine is running
+	retire      atomic.Bool   // the pacer asks an idle writer to exit
+	busy        atomic.Bool   // held by whoever writes to the socket: the pacer or the writer
+	handoff     atomic.Bool   // the pacer handed the writer c.busy and a part-written frame
+	direct      *directWriter // nil: the writer does all writes
+	carry       []byte        // with handoff: the rest of the frame
+	carryBuf    *[]byte       // with handoff: the pooled buffer under carry
+	carryEvents int           // with handoff: the events in the frame
+	lastWrite   atomic.Int64  // Session.now when the writer last wrote (or started)
+	writeStart  atomic.Int64  // Session.now when the write in progress began; 0 if none
+	pingDue     atomic.Bool   // the writer should send a ping
+	heartbeat   *time.Timer   // runs onHeartbeat
 
 	mu       sync.Mutex
 	ctrl     [][]byte // encoded control messages, in order
@@ -63,6 +69,7 @@ func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote st
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
 		s: s, ws: ws, netConn: nc, identity: id, remote: remote,
+		direct: newDirectWriter(nc),
 		id:     hex.EncodeToString(b[:]),
 		wake:   make(chan struct{}, 1),
 		ctx:    ctx,

@@ -1,19 +1,21 @@
 package fanout
 
 import (
+	"runtime"
+	"sync"
 	"time"
 )
 
-// The pacer is the one goroutine per session that wakes writers for new
-// events, and the one that watches over them. It runs while the session
-// has connections.
+// The pacer is the one goroutine per session that sends new events to
+// connections, and the one that watches over their writers. It runs while
+// the session has connections.
 //
-// Waking in rounds is what makes fan-out cheap: a write costs about the
+// Sending in rounds is what makes fan-out cheap: a write costs about the
 // same whether it carries one event or twenty, so the pacer lets events
-// that follow each other within the batch window gather, then wakes every
-// connection that is behind once, and each writer sends everything pending
-// in one frame. Under load rounds grow longer by themselves (writers queue
-// for the CPU), and each write carries more.
+// that follow each other within the batch window gather, then goes once
+// over every connection that is behind and writes it everything pending in
+// one frame (direct.go). Under load rounds grow longer by themselves, and
+// each write carries more.
 //
 // Its timer also does per-connection housekeeping without a timer per
 // connection: it cuts writes that have run past the write timeout, and it
@@ -76,18 +78,38 @@ func (s *Session) pace(stop <-chan struct{}) {
 				}
 			}
 			last = s.now()
-			s.wakeWriters()
+			s.writeRound()
 		}
 	}
 }
 
-// wakeWriters wakes, or starts, the writer of every connection that is
-// behind the head.
-func (s *Session) wakeWriters() {
+// writeRound sends every connection that is behind the head what it is
+// due (see direct.go). With more than one CPU the list is split between
+// goroutines, one per CPU, each going down its part in order.
+func (s *Session) writeRound() {
+	list := *s.connList.Load()
+	parts := min(runtime.GOMAXPROCS(0), len(list)/minPart)
+	if parts <= 1 {
+		writeDue(list, s.head.Load())
+		return
+	}
 	head := s.head.Load()
-	for _, c := range *s.connList.Load() {
+	var wg sync.WaitGroup
+	size := (len(list) + parts - 1) / parts
+	for i := 0; i < len(list); i += size {
+		part := list[i:min(i+size, len(list))]
+		wg.Go(func() { writeDue(part, head) })
+	}
+	wg.Wait()
+}
+
+// minPart is the fewest connections a round gives a goroutine of its own.
+const minPart = 256
+
+func writeDue(list []*Conn, head uint64) {
+	for _, c := range list {
 		if c.sent.Load() < head {
-			c.notify()
+			c.writeDirect()
 		}
 	}
 }

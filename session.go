@@ -70,10 +70,10 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		name:   name,
-		cfg:    cfg,
-		epoch:  newEpoch(),
-		born:   time.Now(),
+		name:  name,
+		cfg:   cfg,
+		epoch: newEpoch(),
+		born:  time.Now(),
 		// No compression: writers frame events themselves (see Conn.write).
 		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
 		log:    newHistory(cfg.history),
