@@ -92,7 +92,7 @@ func (c *Conn) writerWork() bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.ctrl) > 0 || c.closing
+	return len(c.ctrl) > 0 || c.closing || c.pong != nil
 }
 
 // pending reports whether the connection has anything to send.
@@ -133,13 +133,20 @@ func (c *Conn) writeLoop() {
 		}
 
 		c.mu.Lock()
-		ctrl, closing, ce := c.ctrl, c.closing, c.closeErr
+		ctrl, closing, ce, pong := c.ctrl, c.closing, c.closeErr, c.pong
 		upto := uint64(math.MaxUint64)
 		if closing {
 			upto = c.flushTo
 		}
-		c.ctrl = nil
+		c.ctrl, c.pong = nil, nil
 		c.mu.Unlock()
+
+		if pong != nil {
+			if err := c.write(wire.PongFrame(pong)); err != nil {
+				c.writeFailed(err)
+				return
+			}
+		}
 
 		bp := batchPool.Get().(*[]byte)
 		buf := (*bp)[:wire.FrameHeadroom]

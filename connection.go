@@ -49,6 +49,7 @@ type Conn struct {
 
 	mu       sync.Mutex
 	ctrl     [][]byte // encoded control messages, in order
+	pong     []byte   // the payload of the latest client ping not yet answered
 	closing  bool     // a close was requested; reason in closeErr
 	closeErr *CloseError
 	flushTo  uint64 // with closing: send events up to this seq first
@@ -152,6 +153,15 @@ func (c *Conn) finish() {
 	c.writers.Wait()
 	_ = c.ws.CloseNow()
 	close(c.done)
+}
+
+// queuePong has the writer answer a client's WebSocket ping. Only the
+// latest unanswered ping is answered, as RFC 6455 allows.
+func (c *Conn) queuePong(payload []byte) {
+	c.mu.Lock()
+	c.pong = append(make([]byte, 0, len(payload)), payload...)
+	c.mu.Unlock()
+	c.notify()
 }
 
 // enqueue queues an encoded control message for the writer.

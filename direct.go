@@ -22,6 +22,13 @@ import (
 // never interleave; the pacer hands a partly written frame, and c.busy with
 // it, to the writer, which finishes it with blocking writes under the write
 // timeout. A slow client therefore never holds up the pacer.
+//
+// The WebSocket library writes to the socket on its own in two cases. Pongs
+// to client pings are routed through the writer instead (queuePong), so a
+// pong never lands inside a part-written frame. The close frame it sends
+// when the client closes or breaks the protocol could, if it comes while a
+// frame is half written to a full socket; the connection is ending then,
+// and the client may see its end as abnormal (1006) rather than clean.
 
 // directWriter is the state for writing to a socket without the runtime's
 // poller, set up once per connection so a write allocates nothing. It is
@@ -95,9 +102,15 @@ func (c *Conn) writeDirect() {
 		buf = append(buf, '\n')
 	}
 	buf, last, n, more, ok := s.fill(c.sent.Load(), math.MaxUint64, buf)
-	if !ok || len(buf) == wire.FrameHeadroom {
+	if !ok { // fell behind the history window: the writer closes it
 		putBatch(bp, buf)
-		c.release() // a writer closes one that fell behind
+		c.busy.Store(false)
+		c.notify()
+		return
+	}
+	if len(buf) == wire.FrameHeadroom {
+		putBatch(bp, buf)
+		c.release()
 		return
 	}
 	c.sent.Store(last)

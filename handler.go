@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -40,13 +41,21 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.release()
 
 	hw := &hijackRecorder{ResponseWriter: w}
-	ws, err := websocket.Accept(hw, r, &s.accept)
+	var c *Conn
+	opts := s.accept
+	// Client pings are read by this goroutine, after c is set; the writer
+	// answers them (see direct.go).
+	opts.OnPingReceived = func(_ context.Context, p []byte) bool {
+		c.queuePong(p)
+		return false
+	}
+	ws, err := websocket.Accept(hw, r, &opts)
 	if err != nil {
 		s.cfg.logger.Debug("fanout: upgrade refused", "session", s.name, "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	ws.SetReadLimit(s.cfg.maxMessageSize)
-	c := newConn(s, ws, hw.conn, id, r.RemoteAddr)
+	c = newConn(s, ws, hw.conn, id, r.RemoteAddr)
 	if !s.register(c, pos) {
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
 		return

@@ -104,7 +104,7 @@ func (s *Session) writeRound() {
 }
 
 // minPart is the fewest connections a round gives a goroutine of its own.
-const minPart = 256
+var minPart = 256
 
 func writeDue(list []*Conn, head uint64) {
 	for _, c := range list {

@@ -29,3 +29,9 @@ func TextFrame(buf []byte) []byte {
 	buf[start] = 0x81 // FIN, text
 	return buf[start:]
 }
+
+// PongFrame returns an unmasked pong frame carrying payload, which, like
+// the ping's it answers, is at most 125 bytes.
+func PongFrame(payload []byte) []byte {
+	return append([]byte{0x8A, byte(len(payload))}, payload...)
+}
