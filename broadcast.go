@@ -87,12 +87,7 @@ func (c *Conn) signal() {
 // writerWork reports whether the writer goroutine has work besides events,
 // which the pacer's rounds send.
 func (c *Conn) writerWork() bool {
-	if c.handoff.Load() || c.pingDue.Load() {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.ctrl) > 0 || c.closing || c.pong != nil
+	return c.handoff.Load() || c.pingDue.Load() || c.work.Load()
 }
 
 // pending reports whether the connection has anything to send.
@@ -139,6 +134,7 @@ func (c *Conn) writeLoop() {
 			upto = c.flushTo
 		}
 		c.ctrl, c.pong = nil, nil
+		c.work.Store(closing)
 		c.mu.Unlock()
 
 		if pong != nil {

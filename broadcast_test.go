@@ -17,9 +17,11 @@ import (
 
 // Every client sees every event once, in one gap-free order, while several
 // server-side and client-side publishers run at once.
-func TestOrderManyClientsConcurrentPublishers(t *testing.T) {
+func TestOrderManyClientsConcurrentPublishers(t *testing.T) { testOrderManyClients(t) }
+
+func testOrderManyClients(t *testing.T, opts ...fanout.Option) {
 	const clients, serverPubs, perPub, clientPubs = 20, 4, 250, 2
-	sv := newServer(t, fanout.WithPublishRate(1e6, 1e6))
+	sv := newServer(t, append([]fanout.Option{fanout.WithPublishRate(1e6, 1e6)}, opts...)...)
 	cs := make([]*client, clients)
 	for i := range cs {
 		cs[i] = dial(t, sv.url(""), nil)

@@ -38,6 +38,7 @@ type Conn struct {
 	retire      atomic.Bool   // the pacer asks an idle writer to exit
 	busy        atomic.Bool   // held by whoever writes to the socket: the pacer or the writer
 	handoff     atomic.Bool   // the pacer handed the writer c.busy and a part-written frame
+	work        atomic.Bool   // ctrl, pong or closing is set; changed under mu
 	direct      *directWriter // nil: the writer does all writes
 	carry       []byte        // with handoff: the rest of the frame
 	carryBuf    *[]byte       // with handoff: the pooled buffer under carry
@@ -160,6 +161,7 @@ func (c *Conn) finish() {
 func (c *Conn) queuePong(payload []byte) {
 	c.mu.Lock()
 	c.pong = append(make([]byte, 0, len(payload)), payload...)
+	c.work.Store(true)
 	c.mu.Unlock()
 	c.notify()
 }
@@ -178,6 +180,7 @@ func (c *Conn) enqueue(msg []byte) {
 		return
 	}
 	c.ctrl = append(c.ctrl, msg)
+	c.work.Store(true)
 	c.mu.Unlock()
 	c.notify()
 }
@@ -195,6 +198,7 @@ func (c *Conn) requestCloseAfter(code CloseCode, reason string, flushTo uint64) 
 		c.closing = true
 		c.closeErr = &CloseError{Code: code, Reason: reason}
 		c.flushTo = flushTo
+		c.work.Store(true)
 	}
 	c.mu.Unlock()
 	c.notify()
@@ -212,6 +216,7 @@ func (c *Conn) noteCloseLocked(code CloseCode, reason string) {
 		c.closeErr = &CloseError{Code: code, Reason: reason}
 	}
 	c.closing = true
+	c.work.Store(true)
 }
 
 func (c *Conn) isClosing() bool {

@@ -17,7 +17,7 @@ import (
 // so no connection waits more than one round.
 //
 // A connection's writer goroutine still does everything else: control
-// messages (the welcome, acks, presence), closes, and the rest of a frame
+// messages (the welcome, acks, presence, pings), closes, and the rest of a frame
 // the socket did not take at once. Whoever writes holds c.busy, so frames
 // never interleave; the pacer hands a partly written frame, and c.busy with
 // it, to the writer, which finishes it with blocking writes under the write
@@ -77,58 +77,84 @@ func (d *directWriter) write(b []byte) (int, error) {
 	return d.n, d.err
 }
 
-// writeDirect sends c's pending events from the pacer. It leaves the
-// connection to its writer goroutine when the writer has work of its own
-// (control messages first: the welcome precedes every event), when the
-// connection is closing, or when it holds the socket; and it hands the
-// writer whatever the socket did not take.
-func (c *Conn) writeDirect() {
+// round is one pass of the pacer over the connections. Those at the same
+// position, which under a steady stream is nearly all of them, get the same
+// frame, made once per round.
+type round struct {
+	s     *Session
+	bp    *[]byte // pooled buffer under frame; nil until the first frame
+	after uint64  // the position frame was made for
+	frame []byte  // the events after `after`, framed; nil if none
+	last  uint64  // the seq of frame's last event
+	n     int     // events in frame
+	more  bool    // more were due than fitted
+	ok    bool    // `after` was within the history window
+}
+
+// frameFor makes the round's frame for connections at position after,
+// unless it has it. It reports false when after fell out of the history.
+func (r *round) frameFor(after uint64) bool {
+	if r.bp != nil && r.after == after {
+		return r.ok
+	}
+	if r.bp == nil {
+		r.bp = batchPool.Get().(*[]byte)
+	}
+	buf := (*r.bp)[:wire.FrameHeadroom]
+	buf, r.last, r.n, r.more, r.ok = r.s.fill(after, math.MaxUint64, buf)
+	*r.bp = buf
+	r.after, r.frame = after, nil
+	if r.ok && r.n > 0 {
+		r.frame = wire.TextFrame(buf)
+	}
+	return r.ok
+}
+
+// end gives the round's buffer back.
+func (r *round) end() {
+	if r.bp != nil {
+		putBatch(r.bp, *r.bp)
+	}
+}
+
+// send writes c's pending events from the pacer. It leaves the connection
+// to its writer goroutine when the writer holds the socket or has work of
+// its own (control messages go first: the welcome precedes every event);
+// and it hands the writer whatever the socket did not take.
+func (r *round) send(c *Conn) {
 	if c.direct == nil || !c.busy.CompareAndSwap(false, true) {
 		c.notify()
 		return
 	}
-	c.mu.Lock()
-	simple := len(c.ctrl) == 0 && !c.closing
-	c.mu.Unlock()
-	if !simple {
+	if c.writerWork() {
 		c.release()
 		return
 	}
-	s := c.s
-	bp := batchPool.Get().(*[]byte)
-	buf := (*bp)[:wire.FrameHeadroom]
-	if c.pingDue.Swap(false) {
-		buf = append(buf, wire.Ping...)
-		buf = append(buf, '\n')
-	}
-	buf, last, n, more, ok := s.fill(c.sent.Load(), math.MaxUint64, buf)
-	if !ok { // fell behind the history window: the writer closes it
-		putBatch(bp, buf)
+	if !r.frameFor(c.sent.Load()) { // fell behind: the writer closes it
 		c.busy.Store(false)
 		c.notify()
 		return
 	}
-	if len(buf) == wire.FrameHeadroom {
-		putBatch(bp, buf)
+	if r.frame == nil {
 		c.release()
 		return
 	}
-	c.sent.Store(last)
-	frame := wire.TextFrame(buf)
-	w, err := c.direct.write(frame)
-	if err == nil && w == len(frame) {
-		putBatch(bp, buf)
-		s.delivered.Add(uint64(n))
-		if more {
+	c.sent.Store(r.last)
+	w, err := c.direct.write(r.frame)
+	if err == nil && w == len(r.frame) {
+		r.s.delivered.Add(uint64(r.n))
+		c.release()
+		if r.more { // a backlog: the writer catches up
 			c.notify()
 		}
-		c.release()
 		return
 	}
 	// The socket took part of the frame, or failed: the writer, which
-	// holds c.busy from here, finishes or reports it.
-	*bp = buf // the whole buffer, for the pool
-	c.carry, c.carryBuf, c.carryEvents = frame[w:], bp, n
+	// holds c.busy from here, finishes or reports it. The round's frame is
+	// shared, so the rest is copied.
+	bp := batchPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], r.frame[w:]...)
+	c.carry, c.carryBuf, c.carryEvents = *bp, bp, r.n
 	c.handoff.Store(true)
 	c.notify()
 }

@@ -54,6 +54,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		}
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
+	c.work.Store(true) // the welcome goes first, from the writer
 	s.conns[c] = struct{}{}
 	s.snapshotConnsLocked()
 	s.startPacerLocked()

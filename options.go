@@ -36,6 +36,7 @@ type config struct {
 	dedupWindow      int
 	presence         bool
 	linger           time.Duration // how long an idle writer waits; tests shorten it
+	minPart          int           // the fewest connections a write round gives a goroutine of its own; tests lower it
 	logger           *slog.Logger
 	authenticate     func(*http.Request) (Identity, error)
 	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
@@ -58,6 +59,7 @@ func defaultConfig() config {
 		dedupWindow:      10_000,
 		presence:         true,
 		linger:           defaultLinger,
+		minPart:          256,
 		logger:           slog.New(slog.DiscardHandler),
 	}
 }

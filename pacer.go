@@ -88,9 +88,9 @@ func (s *Session) pace(stop <-chan struct{}) {
 // goroutines, one per CPU, each going down its part in order.
 func (s *Session) writeRound() {
 	list := *s.connList.Load()
-	parts := min(runtime.GOMAXPROCS(0), len(list)/minPart)
+	parts := min(runtime.GOMAXPROCS(0), len(list)/s.cfg.minPart)
 	if parts <= 1 {
-		writeDue(list, s.head.Load())
+		writeDue(s, list, s.head.Load())
 		return
 	}
 	head := s.head.Load()
@@ -98,20 +98,19 @@ func (s *Session) writeRound() {
 	size := (len(list) + parts - 1) / parts
 	for i := 0; i < len(list); i += size {
 		part := list[i:min(i+size, len(list))]
-		wg.Go(func() { writeDue(part, head) })
+		wg.Go(func() { writeDue(s, part, head) })
 	}
 	wg.Wait()
 }
 
-// minPart is the fewest connections a round gives a goroutine of its own.
-var minPart = 256
-
-func writeDue(list []*Conn, head uint64) {
+func writeDue(s *Session, list []*Conn, head uint64) {
+	r := round{s: s}
 	for _, c := range list {
 		if c.sent.Load() < head {
-			c.writeDirect()
+			r.send(c)
 		}
 	}
+	r.end()
 }
 
 // sweepInterval is how often the pacer looks over the writers: often

@@ -40,7 +40,6 @@ func TestClientPingAnswered(t *testing.T) {
 // With more than one CPU a write round is split between goroutines; order
 // and completeness hold as with one.
 func TestOrderWithRoundsSplit(t *testing.T) {
-	defer fanout.SetMinPart(fanout.SetMinPart(2))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	TestOrderManyClientsConcurrentPublishers(t)
+	testOrderManyClients(t, fanout.WithMinPart(2))
 }
