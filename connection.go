@@ -19,8 +19,8 @@ import (
 const maxPendingControl = 4096
 
 // Conn is one client connection to a Session. It has a reader goroutine
-// (the ServeHTTP call) and, while it is busy, a writer goroutine, the only
-// one that writes to the socket. Its methods are safe
+// and, while it has work besides events, a writer goroutine; the session's
+// pacer writes events (see direct.go). Its methods are safe
 // for concurrent use and remain valid after the connection closed.
 type Conn struct {
 	s        *Session

@@ -37,12 +37,18 @@
 // # How it works
 //
 // Publish encodes an event once, to the bytes every connection sends, and
-// appends it to the session's history window. Each connection has a reader
-// goroutine (the ServeHTTP call) and, while it has something to send, a
-// writer goroutine, the only one that writes to the socket; an idle
-// connection holds no writer. The writer sends from its own position in the
-// shared window, packing whatever is pending into one frame of
-// newline-separated messages. A resume is a cursor that starts in the past.
+// appends it to the session's history window. Each connection keeps only a
+// cursor into that window. One goroutine per session, the pacer, sends new
+// events in rounds: it lets events that follow each other within the batch
+// window ([WithBatchWindow]) gather, then goes down the connections and
+// writes each one everything after its cursor as one frame of
+// newline-separated messages, with one non-blocking system call; the frame
+// is made once for all connections at the same position. Each connection
+// has a reader goroutine and, only while it has other work (control
+// messages, a frame the socket did not take at once, a close), a writer
+// goroutine; an idle connection holds just its reader. A slow client never
+// holds up the pacer: its writer finishes its frames under the write
+// timeout. A resume is a cursor that starts in the past.
 //
 // The history is kept in memory: when the process restarts, the epoch changes
 // and resuming clients are told resumed:false.

@@ -17,7 +17,8 @@ import (
 const maxEpochLen = 64
 
 // ServeHTTP authenticates the request, enforces the session's limits,
-// upgrades it to a WebSocket and serves the connection until it closes.
+// upgrades it to a WebSocket and starts serving the connection, in a
+// goroutine of its own; it returns once the connection is established.
 // Before the upgrade it answers 400 for a malformed resume position, 401
 // when the authentication hook refuses, 403 for a foreign origin and 503 at
 // the connection limit or after Shutdown.
@@ -38,13 +39,14 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.release()
+	// From here on the slot is given back exactly once: below if the
+	// upgrade fails, otherwise when the connection's goroutine ends.
 
 	hw := &hijackRecorder{ResponseWriter: w}
 	var c *Conn
 	opts := s.accept
-	// Client pings are read by this goroutine, after c is set; the writer
-	// answers them (see direct.go).
+	// Client pings are read by the connection's reader, after c is set; the
+	// writer answers them (see direct.go).
 	opts.OnPingReceived = func(_ context.Context, p []byte) bool {
 		c.queuePong(p)
 		return false
@@ -52,26 +54,48 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(hw, r, &opts)
 	if err != nil {
 		s.cfg.logger.Debug("fanout: upgrade refused", "session", s.name, "remote", r.RemoteAddr, "err", err)
+		s.release()
 		return
 	}
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c = newConn(s, ws, hw.conn, id, r.RemoteAddr)
 	if !s.register(c, pos) {
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
+		s.release()
 		return
 	}
-	// Deferred, so that a panicking hook cannot leave a ghost connection.
+	// The connection gets a goroutine of its own, and this one returns, so
+	// that net/http's request, response and connection state are freed:
+	// an idle connection then holds only its reader, with a small stack.
+	go c.run()
+}
+
+// run is the connection's reader goroutine, from the join hook to the
+// teardown. A panicking hook is logged, like net/http logs a panicking
+// handler, and ends only this connection; teardown is deferred so that it
+// cannot leave a ghost connection either.
+func (c *Conn) run() {
+	s := c.s
+	defer s.release()
 	defer func() {
-		c.finish()
-		s.unregister(c)
-		if s.cfg.onLeave != nil {
-			s.cfg.onLeave(c)
+		if p := recover(); p != nil {
+			s.cfg.logger.Error("fanout: panic in a hook", "session", s.name, "conn", c.id, "panic", p)
 		}
 	}()
+	defer c.leave()
 	if s.cfg.onJoin != nil {
 		s.cfg.onJoin(c)
 	}
 	c.serve()
+}
+
+// leave ends the connection and detaches it from the session.
+func (c *Conn) leave() {
+	c.finish()
+	c.s.unregister(c)
+	if c.s.cfg.onLeave != nil {
+		c.s.cfg.onLeave(c)
+	}
 }
 
 // admit reserves a connection slot; release gives it back.
@@ -146,8 +170,30 @@ type hijackRecorder struct {
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
 	h.conn = c
-	return c, brw, err
+	// net/http hands over its 4 KiB read and write buffers. The WebSocket
+	// library keeps them for the connection's life, but it only reads
+	// small client frames through the reader (larger reads bypass it) and
+	// writes only close frames through the writer; events go straight to
+	// the socket (Conn.write). Smaller buffers save most of 8 KiB per
+	// connection. Bytes a client sent ahead of the upgrade stay where they
+	// are: then net/http's reader is kept.
+	r := brw.Reader
+	if r.Buffered() == 0 {
+		r = bufio.NewReaderSize(c, hijackReadBuffer)
+	}
+	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, hijackWriteBuffer)), nil
 }
+
+// The buffers a hijacked connection gets (see hijackRecorder.Hijack). A
+// close frame, at most 127 bytes, fits the writer's and goes out in one
+// write.
+const (
+	hijackReadBuffer  = 1 << 10
+	hijackWriteBuffer = 256
+)
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

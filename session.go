@@ -39,7 +39,7 @@ type Session struct {
 	admitted  int // connections past admission, registered or not
 	closed    bool
 
-	wg sync.WaitGroup // ServeHTTP calls that admitted a connection
+	wg sync.WaitGroup // admitted connections until their goroutines end, and the pacer
 
 	published  atomic.Uint64
 	deduped    atomic.Uint64
