@@ -42,7 +42,7 @@ func run() error {
 		common     = flag.String("common", "1000:40000,10000:20000", "common offered load per N, deliveries/s")
 		factor     = flag.Float64("factor", 1.4, "ladder growth per step; quick: 2")
 		refine     = flag.Int("refine", 2, "bisection steps after the first failure; quick: 1")
-		maxOffered = flag.Float64("max", 5e6, "highest offered load tried, deliveries/s")
+		maxOffered = flag.Float64("max", 2e7, "highest offered load tried, deliveries/s")
 		replayN    = flag.Int("replay-conns", 1000, "clients that reconnect and replay (0: skip)")
 		replayE    = flag.Int("replay-events", 1000, "events each replays")
 		history    = flag.Int("history", 10000, "events kept for replay by servers that keep any")

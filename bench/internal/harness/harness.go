@@ -394,6 +394,9 @@ func (h *harness) ladder(ctl *control, pool *load.Pool, round, n, size int, name
 	for rate <= cfg.MaxOffered && try(rate, "step") {
 		rate *= cfg.Factor
 	}
+	if pass > 0 && fail == 0 {
+		pr.StoppedBy = ceilingReached
+	}
 	// Even the first step failed: go down, twice at most and not below
 	// one message per second.
 	for i := 0; pass == 0 && i < 2 && rate/(cfg.Factor*cfg.Factor) >= float64(n); i++ {
@@ -409,6 +412,10 @@ func (h *harness) ladder(ctl *control, pool *load.Pool, round, n, size int, name
 	pr.MaxSustained = pass
 	h.last[key] = pass
 }
+
+// ceilingReached is StoppedBy for a server that passed every step up to
+// -max: its maximum is at least that, not a measured limit.
+const ceilingReached = "passed every step up to -max"
 
 // step publishes at offered deliveries/s for dur and measures it.
 func (h *harness) step(ctl *control, pool *load.Pool, n, size int, offered float64, dur time.Duration) Step {

@@ -91,6 +91,7 @@ type cell struct {
 	common               float64
 	commonFailed, noStep int
 	stoppedBy            map[string]int
+	loadAtFail           []float64 // the load process's share of its core at the first failing step
 }
 
 type agg struct {
@@ -152,6 +153,9 @@ func aggregate(res *Results) *agg {
 			if pr.StoppedBy != "" {
 				c.stoppedBy[kindOf(pr.StoppedBy)]++
 			}
+			if f, ok := firstFailure(pr.Steps); ok {
+				c.loadAtFail = append(c.loadAtFail, f.ClientShare)
+			}
 			if s := pr.Common; s != nil {
 				c.common = s.Offered
 				if !s.Pass {
@@ -171,6 +175,18 @@ func aggregate(res *Results) *agg {
 	}
 	a.other = summarize(others)
 	return a
+}
+
+// firstFailure returns the failing step with the lowest offered load.
+func firstFailure(steps []Step) (Step, bool) {
+	var f Step
+	ok := false
+	for _, s := range steps {
+		if !s.Pass && (!ok || s.Offered < f.Offered) {
+			f, ok = s, true
+		}
+	}
+	return f, ok
 }
 
 // kindOf shortens a step's failure to its kind.
@@ -317,6 +333,9 @@ func tables(a *agg, chartPath string) string {
 					ks = append(ks, fmt.Sprintf("%s ×%d", k, v))
 				}
 				slices.Sort(ks)
+				if len(c.loadAtFail) > 0 {
+					ks = append(ks, fmt.Sprintf("load process at %.0f%% of its core there", 100*summarize(c.loadAtFail).Med))
+				}
 				if len(ks) > 0 {
 					parts = append(parts, fmt.Sprintf("%s·%d B: %s", thousands(n), size, strings.Join(ks, ", ")))
 				}
