@@ -99,26 +99,28 @@ func (c *Conn) pending() bool {
 // and, with them, the events pending from the connection's cursor in the
 // shared history, packed into one frame; it finishes frames the pacer's
 // direct writes left half written; and it closes the connection. It writes
-// only while it holds c.busy, and at most one runs per connection. Between
+// only while it holds c.sock, and at most one runs per connection. Between
 // writes it waits to be woken; it exits when the pacer retires it after
-// lingering idle, and for good once the connection is closed.
+// lingering idle, and for good once the connection is closed. Every way out
+// lets go of c.sock, which the WebSocket library's own writes need.
 func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	s := c.s
 	c.lastWrite.Store(s.now())
 	for {
 		if c.handoff.Swap(false) {
-			// c.busy came with the rest of a frame the socket did not take.
+			// c.sock came with the rest of a frame the socket did not take.
 			err := c.write(c.carry)
 			n := c.carryEvents
 			putBatch(c.carryBuf, *c.carryBuf)
 			c.carry, c.carryBuf, c.carryEvents = nil, nil, 0
 			if err != nil {
+				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
 			s.delivered.Add(uint64(n))
-		} else if !c.busy.CompareAndSwap(false, true) {
+		} else if !c.sock.TryLock() {
 			// The pacer is writing; it wakes us when it is done, if we
 			// have work.
 			if !c.park() {
@@ -139,11 +141,11 @@ func (c *Conn) writeLoop() {
 
 		if pong != nil {
 			if err := c.write(wire.PongFrame(pong)); err != nil {
+				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
 		}
-
 		bp := batchPool.Get().(*[]byte)
 		buf := (*bp)[:wire.FrameHeadroom]
 		for _, m := range ctrl {
@@ -157,6 +159,7 @@ func (c *Conn) writeLoop() {
 		buf, last, n, more, ok := s.fill(c.sent.Load(), upto, buf)
 		if !ok {
 			putBatch(bp, buf)
+			c.sock.Unlock()
 			c.slowConsumer("fell behind the history window")
 			return
 		}
@@ -167,6 +170,7 @@ func (c *Conn) writeLoop() {
 			err := c.write(wire.TextFrame(buf))
 			putBatch(bp, buf)
 			if err != nil {
+				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
@@ -174,11 +178,12 @@ func (c *Conn) writeLoop() {
 		} else {
 			putBatch(bp, buf)
 			if closing { // everything due before the close was sent
+				c.sock.Unlock()
 				c.closeHandshake(ce)
 				return
 			}
 		}
-		c.busy.Store(false)
+		c.sock.Unlock()
 		if more || closing {
 			continue
 		}
@@ -209,10 +214,14 @@ func (c *Conn) park() bool {
 	return true
 }
 
-// writeFailed closes the connection after a failed write.
+// writeFailed ends the connection after a failed write. The write may have
+// stopped inside a frame, so no close frame can follow it: the TCP
+// connection is dropped. A write cut for taking too long is recorded as a
+// slow consumer (4001); the client sees its connection end and resumes.
 func (c *Conn) writeFailed(err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.slowConsumer("write timed out")
+		c.s.slowCloses.Add(1)
+		c.drop(CloseSlowConsumer, "write timed out")
 	} else {
 		c.drop(CloseAbnormal, "write failed")
 	}
@@ -226,13 +235,12 @@ func putBatch(bp *[]byte, buf []byte) {
 	batchPool.Put(bp)
 }
 
-// write sends one frame in one blocking write to the socket. Frames are
-// made here (wire.TextFrame) rather than
-// through the WebSocket library: the same bytes in one system call, without
-// the library's message state, locks and copy into its buffer. The library
-// still reads, and writes its own control frames (pongs, the close
-// handshake); each of those is one write too, and the socket never
-// interleaves two writes, so frames never mix.
+// write sends one frame in one blocking write to the socket; the caller
+// holds c.sock. Frames are made here (wire.TextFrame) rather than through
+// the WebSocket library: the same bytes in one system call, without the
+// library's message state, locks and copy into its buffer. The library
+// still reads, and writes the close frames of its own handshakes, through
+// a writer that takes c.sock too (socketWriter), so frames never mix.
 //
 // The write timeout is enforced by the pacer's sweep, which fails a write
 // that has run too long by moving the socket's deadline into the past: no
@@ -246,7 +254,8 @@ func (c *Conn) write(frame []byte) error {
 	return err
 }
 
-// slowConsumer closes a connection that cannot keep up. Nothing is skipped:
+// slowConsumer closes a connection that cannot keep up, with a close frame;
+// the caller does not hold c.sock. Nothing is skipped:
 // the client reconnects and resumes from its last seq, or learns that its
 // position is gone.
 func (c *Conn) slowConsumer(reason string) {

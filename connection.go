@@ -36,8 +36,8 @@ type Conn struct {
 	lastHeard   atomic.Int64  // Session.now of the last message from the client
 	active      atomic.Bool   // a writer goroutine is running
 	retire      atomic.Bool   // the pacer asks an idle writer to exit
-	busy        atomic.Bool   // held by whoever writes to the socket: the pacer or the writer
-	handoff     atomic.Bool   // the pacer handed the writer c.busy and a part-written frame
+	sock        *sync.Mutex   // held by whoever writes to the socket: the pacer, the writer or the library
+	handoff     atomic.Bool   // the pacer handed the writer c.sock and a part-written frame
 	work        atomic.Bool   // ctrl, pong or closing is set; changed under mu
 	direct      *directWriter // nil: the writer does all writes
 	carry       []byte        // with handoff: the rest of the frame
@@ -65,13 +65,14 @@ type Conn struct {
 	done    chan struct{} // closed when the connection is fully over
 }
 
-func newConn(s *Session, ws *websocket.Conn, nc net.Conn, id Identity, remote string) *Conn {
+func newConn(s *Session, ws *websocket.Conn, nc net.Conn, sock *sync.Mutex, id Identity, remote string) *Conn {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
 		s: s, ws: ws, netConn: nc, identity: id, remote: remote,
 		direct: newDirectWriter(nc),
+		sock:   sock,
 		id:     hex.EncodeToString(b[:]),
 		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
@@ -164,6 +165,15 @@ func (c *Conn) queuePong(payload []byte) {
 	c.work.Store(true)
 	c.mu.Unlock()
 	c.notify()
+}
+
+// abandon marks a connection that never registered as over, so that nothing
+// (a client ping during its close handshake) starts a writer for it.
+func (c *Conn) abandon() {
+	c.mu.Lock()
+	c.finished = true
+	c.mu.Unlock()
+	c.cancel()
 }
 
 // enqueue queues an encoded control message for the writer.

@@ -3,6 +3,7 @@ package fanout
 import (
 	"math"
 	"net"
+	"sync"
 	"syscall"
 
 	"github.com/fanout-go/fanout/internal/wire"
@@ -17,18 +18,16 @@ import (
 // so no connection waits more than one round.
 //
 // A connection's writer goroutine still does everything else: control
-// messages (the welcome, acks, presence, pings), closes, and the rest of a frame
-// the socket did not take at once. Whoever writes holds c.busy, so frames
-// never interleave; the pacer hands a partly written frame, and c.busy with
-// it, to the writer, which finishes it with blocking writes under the write
-// timeout. A slow client therefore never holds up the pacer.
-//
-// The WebSocket library writes to the socket on its own in two cases. Pongs
-// to client pings are routed through the writer instead (queuePong), so a
-// pong never lands inside a part-written frame. The close frame it sends
-// when the client closes or breaks the protocol could, if it comes while a
-// frame is half written to a full socket; the connection is ending then,
-// and the client may see its end as abnormal (1006) rather than clean.
+// messages (the welcome, acks, presence, pings, pongs), closes, and the rest
+// of a frame the socket did not take at once. Whoever writes to the socket
+// holds c.sock, so frames never interleave: the pacer only tries it, and
+// leaves a connection whose socket is taken to its writer; it hands a
+// partly written frame, and c.sock with it, to the writer, which finishes it
+// with blocking writes under the write timeout. A slow client therefore
+// never holds up the pacer. The WebSocket library's own writes (the close
+// frames of its handshakes) go through socketWriter, which takes c.sock as
+// well, so they never land inside a part-written frame either; pongs to
+// client pings are sent by the writer (queuePong).
 
 // directWriter is the state for writing to a socket without the runtime's
 // poller, set up once per connection so a write allocates nothing. It is
@@ -122,7 +121,7 @@ func (r *round) end() {
 // its own (control messages go first: the welcome precedes every event);
 // and it hands the writer whatever the socket did not take.
 func (r *round) send(c *Conn) {
-	if c.direct == nil || !c.busy.CompareAndSwap(false, true) {
+	if c.direct == nil || !c.sock.TryLock() {
 		c.notify()
 		return
 	}
@@ -131,7 +130,7 @@ func (r *round) send(c *Conn) {
 		return
 	}
 	if !r.frameFor(c.sent.Load()) { // fell behind: the writer closes it
-		c.busy.Store(false)
+		c.sock.Unlock()
 		c.notify()
 		return
 	}
@@ -150,7 +149,7 @@ func (r *round) send(c *Conn) {
 		return
 	}
 	// The socket took part of the frame, or failed: the writer, which
-	// holds c.busy from here, finishes or reports it. The round's frame is
+	// holds c.sock from here, finishes or reports it. The round's frame is
 	// shared, so the rest is copied.
 	bp := batchPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], r.frame[w:]...)
@@ -161,10 +160,28 @@ func (r *round) send(c *Conn) {
 
 // release gives up the socket and wakes the writer if it has work of its
 // own waiting, which it may have left while the socket was held. Events are
-// not its work: the next round sends them.
+// not its work: the next round sends them, and if any came in while the
+// socket was held (a round of another pacer that was just stopping could
+// have held it), the pacer is told.
 func (c *Conn) release() {
-	c.busy.Store(false)
+	c.sock.Unlock()
 	if c.writerWork() {
 		c.notify()
+	} else if c.sent.Load() < c.s.head.Load() {
+		c.s.poke()
 	}
+}
+
+// socketWriter is what the WebSocket library writes through (its close
+// frames): each write takes the connection's socket lock, like every other
+// write to the socket.
+type socketWriter struct {
+	mu sync.Mutex // Conn.sock
+	nc net.Conn
+}
+
+func (w *socketWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nc.Write(p)
 }

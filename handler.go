@@ -45,8 +45,9 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hw := &hijackRecorder{ResponseWriter: w}
 	var c *Conn
 	opts := s.accept
-	// Client pings are read by the connection's reader, after c is set; the
-	// writer answers them (see direct.go).
+	// Client pings are read after c is set (by the connection's reader, or
+	// during a refused connection's close handshake); the writer answers
+	// them (see direct.go).
 	opts.OnPingReceived = func(_ context.Context, p []byte) bool {
 		c.queuePong(p)
 		return false
@@ -58,8 +59,9 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(s.cfg.maxMessageSize)
-	c = newConn(s, ws, hw.conn, id, r.RemoteAddr)
+	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
 	if !s.register(c, pos) {
+		c.abandon()
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
 		s.release()
 		return
@@ -166,6 +168,7 @@ func truncate(s string, n int) string {
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
+	sw   *socketWriter // what the WebSocket library writes through
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -174,6 +177,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, err
 	}
 	h.conn = c
+	h.sw = &socketWriter{nc: c}
 	// net/http hands over its 4 KiB read and write buffers. The WebSocket
 	// library keeps them for the connection's life, but it only reads
 	// small client frames through the reader (larger reads bypass it) and
@@ -185,7 +189,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if r.Buffered() == 0 {
 		r = bufio.NewReaderSize(c, hijackReadBuffer)
 	}
-	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, hijackWriteBuffer)), nil
+	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(h.sw, hijackWriteBuffer)), nil
 }
 
 // The buffers a hijacked connection gets (see hijackRecorder.Hijack). A

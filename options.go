@@ -102,9 +102,11 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 }
 
 // WithWriteTimeout bounds each write to a connection; a write that takes
-// longer marks the connection a slow consumer and closes it. Writes are
-// checked every quarter of d, so one is cut between d and 1.25 d after it
-// began. It also bounds the close handshake. Default 10 s.
+// longer marks the connection a slow consumer (recorded as 4001) and drops
+// it, since the write may have stopped inside a frame; the client sees its
+// connection end and resumes. Writes are checked about every quarter of d,
+// so one is cut between d and about 1.25 d after it began. It also bounds
+// the close handshake. Default 10 s.
 func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
 
 // defaultBatchWindow is WithBatchWindow's default.
@@ -115,8 +117,9 @@ const defaultBatchWindow = 5 * time.Millisecond
 // follow within d of that write round wait for the next one, at most d
 // later, and then each connection gets everything pending in one frame. A
 // write costs about the same for one event as for twenty, so under a steady
-// stream this trades at most d of latency for far fewer writes. 0 wakes
-// writers for every event. At most 1 s. Default 5 ms.
+// stream this trades at most d of latency for far fewer writes. With 0 a
+// round starts as soon as the previous one is done. At most 1 s. Default
+// 5 ms.
 func WithBatchWindow(d time.Duration) Option { return func(c *config) { c.batchWindow = d } }
 
 // WithMaxConnections caps the connections a session serves at once; past it,

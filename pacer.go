@@ -60,7 +60,7 @@ func (s *Session) pace(stop <-chan struct{}) {
 	gather.Stop()
 	defer gather.Stop()
 	window := int64(s.cfg.batchWindow)
-	var last int64 // Session.now of the last round
+	last := -window // Session.now of the last round
 	for {
 		select {
 		case <-stop:
@@ -76,6 +76,11 @@ func (s *Session) pace(stop <-chan struct{}) {
 				case <-stop:
 					return
 				}
+			}
+			select {
+			case <-stop: // a stopped pacer writes no more rounds
+				return
+			default:
 			}
 			last = s.now()
 			s.writeRound()
@@ -132,8 +137,13 @@ func (s *Session) sweep() {
 		}
 		if started := c.writeStart.Load(); started != 0 {
 			if now-started >= timeout && c.netConn != nil {
-				// A deadline in the past fails the write in progress.
+				// A deadline in the past fails the write in progress. If
+				// that write ended meanwhile, the deadline is lifted again,
+				// so that it does not fail the next one.
 				_ = c.netConn.SetWriteDeadline(time.Unix(1, 0))
+				if c.writeStart.Load() != started {
+					_ = c.netConn.SetWriteDeadline(time.Time{})
+				}
 			}
 			continue
 		}
