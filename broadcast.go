@@ -115,7 +115,6 @@ func (c *Conn) writeLoop() {
 			putBatch(c.carryBuf, *c.carryBuf)
 			c.carry, c.carryBuf, c.carryEvents = nil, nil, 0
 			if err != nil {
-				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
@@ -141,7 +140,6 @@ func (c *Conn) writeLoop() {
 
 		if pong != nil {
 			if err := c.write(wire.PongFrame(pong)); err != nil {
-				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
@@ -159,6 +157,7 @@ func (c *Conn) writeLoop() {
 		buf, last, n, more, ok := s.fill(c.sent.Load(), upto, buf)
 		if !ok {
 			putBatch(bp, buf)
+			c.noteClose(CloseSlowConsumer, "fell behind the history window") // before the pacer can take the socket
 			c.sock.Unlock()
 			c.slowConsumer("fell behind the history window")
 			return
@@ -170,7 +169,6 @@ func (c *Conn) writeLoop() {
 			err := c.write(wire.TextFrame(buf))
 			putBatch(bp, buf)
 			if err != nil {
-				c.sock.Unlock()
 				c.writeFailed(err)
 				return
 			}
@@ -214,17 +212,21 @@ func (c *Conn) park() bool {
 	return true
 }
 
-// writeFailed ends the connection after a failed write. The write may have
-// stopped inside a frame, so no close frame can follow it: the TCP
+// writeFailed ends the connection after a failed write; the caller holds
+// c.sock, which is let go once the connection is marked closing, so the
+// pacer, which may take it next, leaves the connection alone. The write may
+// have stopped inside a frame, so no close frame can follow it: the TCP
 // connection is dropped. A write cut for taking too long is recorded as a
 // slow consumer (4001); the client sees its connection end and resumes.
 func (c *Conn) writeFailed(err error) {
+	code, reason := CloseAbnormal, "write failed"
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.s.slowCloses.Add(1)
-		c.drop(CloseSlowConsumer, "write timed out")
-	} else {
-		c.drop(CloseAbnormal, "write failed")
+		code, reason = CloseSlowConsumer, "write timed out"
 	}
+	c.noteClose(code, reason)
+	c.sock.Unlock()
+	c.drop(code, reason)
 }
 
 func putBatch(bp *[]byte, buf []byte) {
@@ -249,9 +251,17 @@ func (c *Conn) write(frame []byte) error {
 	t := c.s.now()
 	c.lastWrite.Store(t)
 	c.writeStart.Store(t)
-	_, err := c.netConn.Write(frame)
-	c.writeStart.Store(0)
-	return err
+	defer c.writeStart.Store(0)
+	for {
+		n, err := c.netConn.Write(frame)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.s.now()-t >= int64(c.s.cfg.writeTimeout) {
+			return err
+		}
+		// The sweep's deadline was meant for an earlier write that ended
+		// just before it was set: lift it and go on.
+		_ = c.netConn.SetWriteDeadline(time.Time{})
+		frame = frame[n:]
+	}
 }
 
 // slowConsumer closes a connection that cannot keep up, with a close frame;

@@ -153,6 +153,11 @@ func (c *Conn) finish() {
 	c.mu.Unlock()
 	c.signal() // a waiting writer sees the cancelled context and exits
 	c.writers.Wait()
+	if c.handoff.Swap(false) { // handed over after the writer was gone
+		putBatch(c.carryBuf, *c.carryBuf)
+		c.carry, c.carryBuf = nil, nil
+		c.sock.Unlock()
+	}
 	_ = c.ws.CloseNow()
 	close(c.done)
 }

@@ -174,14 +174,20 @@ func (c *Conn) release() {
 
 // socketWriter is what the WebSocket library writes through (its close
 // frames): each write takes the connection's socket lock, like every other
-// write to the socket.
+// write to the socket, and then wakes the writer, which may have found the
+// socket taken.
 type socketWriter struct {
 	mu sync.Mutex // Conn.sock
 	nc net.Conn
+	c  *Conn // set once the connection exists
 }
 
 func (w *socketWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.nc.Write(p)
+	n, err := w.nc.Write(p)
+	w.mu.Unlock()
+	if w.c != nil {
+		w.c.signal()
+	}
+	return n, err
 }

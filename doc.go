@@ -46,9 +46,12 @@
 // is made once for all connections at the same position. Each connection
 // has a reader goroutine and, only while it has other work (control
 // messages, a frame the socket did not take at once, a close), a writer
-// goroutine; an idle connection holds just its reader. A slow client never
-// holds up the pacer: its writer finishes its frames under the write
-// timeout. A resume is a cursor that starts in the past.
+// goroutine; an idle connection holds just its reader. Whoever writes to a
+// socket (the pacer, the connection's writer, or the WebSocket library
+// sending a close frame) holds the connection's socket lock, so frames never
+// interleave; the pacer only tries the lock and never waits on a socket, so
+// a slow client never holds up the others: its writer finishes its frames
+// under the write timeout. A resume is a cursor that starts in the past.
 //
 // The history is kept in memory: when the process restarts, the epoch changes
 // and resuming clients are told resumed:false.

@@ -60,6 +60,7 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
+	hw.sw.c = c
 	if !s.register(c, pos) {
 		c.abandon()
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)

@@ -41,12 +41,12 @@ func refs(pkg string, names ...string) []testRef {
 var guarantees = []guarantee{
 	{
 		claim: "**Order.** One gap-free sequence per session; every client sees the same order.",
-		tests: append(root("TestOrderManyClientsConcurrentPublishers", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
+		tests: append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
 		soak:  "reorders and gaps per client",
 	},
 	{
 		claim: "**No silent loss.** A client is replayed what it missed, or told `resumed:false` with the head; a slow consumer is closed (4001), never skipped.",
-		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
+		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
 			refs("./client", "TestResumeAfterDrop", "TestResetOnUnknownEpoch", "TestFullBufferResumes")...),
 			refs("./cmd/soak", "TestRestartResetsClients")...),
 		soak: "loss per client, clients at head, the restart into a new epoch",
@@ -69,7 +69,7 @@ var guarantees = []guarantee{
 	},
 	{
 		claim: "**Liveness.** Heartbeats find dead peers; close codes arrive even after a long idle.",
-		tests: append(root("TestHeartbeatTimeout", "TestHeartbeatIntervalKeptWithLongTimeout", "TestCloseFrameSentAfterIdle"), refs("./client", "TestDeadServerDetected", "TestQuietServerIsNotDead")...),
+		tests: append(root("TestHeartbeatTimeout", "TestHeartbeatIntervalKeptWithLongTimeout", "TestCloseFrameSentAfterIdle", "TestClientPingAnswered"), refs("./client", "TestDeadServerDetected", "TestQuietServerIsNotDead")...),
 		soak:  "heartbeats every 2 s throughout",
 	},
 	{
