@@ -15,9 +15,9 @@ const (
 	// maxBatch is the size past which a writer stops adding events to a
 	// frame. A frame holds at least one event whatever its size.
 	maxBatch = 32 << 10
-	// defaultLinger is how long a writer goroutine waits for more to send before it
-	// exits. Idle connections then hold no writer goroutine; busy ones keep
-	// theirs.
+	// defaultLinger is how long a writer goroutine stays after its last
+	// write before the pacer retires it. Idle connections then hold no
+	// writer goroutine; busy ones keep theirs.
 	defaultLinger = 2 * time.Second
 )
 

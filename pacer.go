@@ -74,11 +74,13 @@ func (s *Session) pace(stop <-chan struct{}) {
 				select {
 				case <-gather.C:
 				case <-stop:
+					s.poke() // the token is for the next pacer
 					return
 				}
 			}
 			select {
 			case <-stop: // a stopped pacer writes no more rounds
+				s.poke()
 				return
 			default:
 			}
@@ -126,8 +128,8 @@ func (s *Session) sweepInterval() time.Duration {
 }
 
 // sweep cuts writes that have run past the write timeout (the writer then
-// closes the connection as a slow consumer) and retires writers idle for
-// the linger time.
+// drops the connection, recorded as a slow consumer) and retires writers
+// idle for the linger time.
 func (s *Session) sweep() {
 	now := s.now()
 	timeout, linger := int64(s.cfg.writeTimeout), int64(s.cfg.linger)
