@@ -14,14 +14,10 @@ import (
 	"github.com/coder/websocket"
 )
 
-// maxPendingControl bounds the control messages (acks, errors, presence)
-// queued for one connection; past it the connection is a slow consumer.
-const maxPendingControl = 4096
-
 // Conn is one client connection to a Session. It has a reader goroutine
 // and, while it has work besides events, a writer goroutine; the session's
-// pacer writes events (see direct.go). Its methods are safe
-// for concurrent use and remain valid after the connection closed.
+// pacer writes its events. Its methods are safe for concurrent use and
+// remain valid after the connection closed.
 type Conn struct {
 	s        *Session
 	ws       *websocket.Conn
@@ -31,38 +27,15 @@ type Conn struct {
 	remote   string
 	user     *userState // set by register
 
-	sent        atomic.Uint64 // last seq handed to the socket
-	acked       atomic.Uint64 // highest seq the client acknowledged
-	lastHeard   atomic.Int64  // Session.now of the last message from the client
-	active      atomic.Bool   // a writer goroutine is running
-	retire      atomic.Bool   // the pacer asks an idle writer to exit
-	sock        *sync.Mutex   // held by whoever writes to the socket: the pacer, the writer or the library
-	handoff     atomic.Bool   // the pacer handed the writer c.sock and a part-written frame
-	work        atomic.Bool   // ctrl, pong or closing is set; changed under mu
-	direct      *directWriter // nil: the writer does all writes
-	carry       []byte        // with handoff: the rest of the frame
-	carryBuf    *[]byte       // with handoff: the pooled buffer under carry
-	carryEvents int           // with handoff: the events in the frame
-	lastWrite   atomic.Int64  // Session.now when the writer last wrote (or started)
-	writeStart  atomic.Int64  // Session.now when the write in progress began; 0 if none
-	pingDue     atomic.Bool   // the writer should send a ping
-	heartbeat   *time.Timer   // runs onHeartbeat
+	acked     atomic.Uint64 // highest seq the client acknowledged
+	lastHeard atomic.Int64  // Session.now of the last message from the client
+	hb        heartbeat
 
-	mu       sync.Mutex
-	ctrl     [][]byte // encoded control messages, in order
-	pong     []byte   // the payload of the latest client ping not yet answered
-	closing  bool     // a close was requested; reason in closeErr
-	closeErr *CloseError
-	flushTo  uint64 // with closing: send events up to this seq first
-	finished bool   // the connection is ending: no writer or timer may start
-	nextPing int64  // Session.now when the next ping is due
-	pingAt   int64  // Session.now of the oldest unanswered ping, 0 if none
+	outbox // what is written to the socket, by whom and when
 
-	wake    chan struct{} // cap 1: wakes a lingering writer
-	writers sync.WaitGroup
-	ctx     context.Context // cancelled when the reader ends
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the connection is fully over
+	ctx    context.Context // cancelled when the reader ends
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the connection is fully over
 }
 
 func newConn(s *Session, ws *websocket.Conn, nc net.Conn, sock *sync.Mutex, id Identity, remote string) *Conn {
@@ -71,14 +44,14 @@ func newConn(s *Session, ws *websocket.Conn, nc net.Conn, sock *sync.Mutex, id I
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
 		s: s, ws: ws, netConn: nc, identity: id, remote: remote,
-		direct: newDirectWriter(nc),
-		sock:   sock,
 		id:     hex.EncodeToString(b[:]),
-		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
+	c.sock = sock
+	c.direct = newDirectWriter(nc)
+	c.wake = make(chan struct{}, 1)
 	c.lastHeard.Store(s.now())
 	return c
 }
@@ -131,12 +104,8 @@ func (c *Conn) Close(code CloseCode, reason string) error {
 
 // serve runs the connection until its reader ends. The caller runs finish.
 func (c *Conn) serve() {
-	now := c.s.now()
-	c.mu.Lock()
-	c.nextPing = now + int64(c.s.cfg.heartbeat)
-	c.heartbeat = time.AfterFunc(c.s.cfg.heartbeat, c.onHeartbeat)
-	c.mu.Unlock()
-	c.kick() // sends the welcome
+	c.hb.start(c)
+	c.wakeWriter() // sends the welcome
 	c.readLoop()
 }
 
@@ -144,32 +113,10 @@ func (c *Conn) serve() {
 // however serve ended, a panicking host hook included.
 func (c *Conn) finish() {
 	c.cancel()
-	c.mu.Lock()
-	c.finished = true
-	if c.heartbeat != nil {
-		c.heartbeat.Stop()
-	}
-	c.noteCloseLocked(CloseAbnormal, "connection ended")
-	c.mu.Unlock()
-	c.signal() // a waiting writer sees the cancelled context and exits
-	c.writers.Wait()
-	if c.handoff.Swap(false) { // handed over after the writer was gone
-		putBatch(c.carryBuf, *c.carryBuf)
-		c.carry, c.carryBuf = nil, nil
-		c.sock.Unlock()
-	}
+	c.hb.stop()
+	c.finishWriter()
 	_ = c.ws.CloseNow()
 	close(c.done)
-}
-
-// queuePong has the writer answer a client's WebSocket ping. Only the
-// latest unanswered ping is answered, as RFC 6455 allows.
-func (c *Conn) queuePong(payload []byte) {
-	c.mu.Lock()
-	c.pong = append(make([]byte, 0, len(payload)), payload...)
-	c.work.Store(true)
-	c.mu.Unlock()
-	c.notify()
 }
 
 // abandon marks a connection that never registered as over, so that nothing
@@ -179,65 +126,6 @@ func (c *Conn) abandon() {
 	c.finished = true
 	c.mu.Unlock()
 	c.cancel()
-}
-
-// enqueue queues an encoded control message for the writer.
-func (c *Conn) enqueue(msg []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	if len(c.ctrl) >= maxPendingControl {
-		c.mu.Unlock()
-		c.s.slowCloses.Add(1)
-		c.requestClose(CloseSlowConsumer, "too many pending messages")
-		return
-	}
-	c.ctrl = append(c.ctrl, msg)
-	c.work.Store(true)
-	c.mu.Unlock()
-	c.notify()
-}
-
-// requestClose asks the writer to close the connection with code, sending
-// only what is queued besides events (the error that explains the close).
-// The first reason wins.
-func (c *Conn) requestClose(code CloseCode, reason string) { c.requestCloseAfter(code, reason, 0) }
-
-// requestCloseAfter asks the writer to close the connection with code once
-// it has sent the events up to seq flushTo.
-func (c *Conn) requestCloseAfter(code CloseCode, reason string, flushTo uint64) {
-	c.mu.Lock()
-	if !c.closing {
-		c.closing = true
-		c.closeErr = &CloseError{Code: code, Reason: reason}
-		c.flushTo = flushTo
-		c.work.Store(true)
-	}
-	c.mu.Unlock()
-	c.notify()
-}
-
-// noteClose records why the connection closed if no reason is known yet.
-func (c *Conn) noteClose(code CloseCode, reason string) {
-	c.mu.Lock()
-	c.noteCloseLocked(code, reason)
-	c.mu.Unlock()
-}
-
-func (c *Conn) noteCloseLocked(code CloseCode, reason string) {
-	if c.closeErr == nil {
-		c.closeErr = &CloseError{Code: code, Reason: reason}
-	}
-	c.closing = true
-	c.work.Store(true)
-}
-
-func (c *Conn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
 }
 
 // drop closes the TCP connection under the WebSocket at once.
@@ -260,7 +148,6 @@ func (c *Conn) closeHandshake(ce *CloseError) {
 // must not hold a goroutine for the library's own, longer, timeouts.
 func closeWithin(ws *websocket.Conn, nc net.Conn, code CloseCode, reason string, d time.Duration) {
 	if nc != nil {
-		_ = nc.SetWriteDeadline(time.Time{}) // the timer below bounds the handshake
 		t := time.AfterFunc(d, func() { _ = nc.Close() })
 		defer t.Stop()
 	}

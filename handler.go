@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -42,12 +43,12 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the slot is given back exactly once: below if the
 	// upgrade fails, otherwise when the connection's goroutine ends.
 
-	hw := &hijackRecorder{ResponseWriter: w}
+	hw := &hijackRecorder{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn
 	opts := s.accept
 	// Client pings are read after c is set (by the connection's reader, or
 	// during a refused connection's close handshake); the writer answers
-	// them (see direct.go).
+	// them (Conn.queuePong).
 	opts.OnPingReceived = func(_ context.Context, p []byte) bool {
 		c.queuePong(p)
 		return false
@@ -170,6 +171,8 @@ type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
 	sw   *socketWriter // what the WebSocket library writes through
+
+	writeTimeout time.Duration // bounds each of the library's writes
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -178,7 +181,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, err
 	}
 	h.conn = c
-	h.sw = &socketWriter{nc: c}
+	h.sw = &socketWriter{nc: c, timeout: h.writeTimeout}
 	// net/http hands over its 4 KiB read and write buffers. The WebSocket
 	// library keeps them for the connection's life, but it only reads
 	// small client frames through the reader (larger reads bypass it) and

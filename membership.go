@@ -50,11 +50,11 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		w.Presence = append(w.Presence, wire.Member{User: c.identity.User, Conn: c.id})
 		join := wire.AppendPresence(nil, wire.TypeJoin, c.identity.User, c.id)
 		for o := range s.conns {
-			o.enqueue(join)
+			o.queue(join)
 		}
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
-	c.work.Store(true) // the welcome goes first, from the writer
+	c.flags.set(flagWork) // the welcome goes first, from the writer
 	s.conns[c] = struct{}{}
 	old := *s.connList.Load()
 	list := make([]*Conn, len(old), len(old)+1)
@@ -95,7 +95,7 @@ func (s *Session) unregister(c *Conn) {
 	if s.cfg.presence {
 		leave := wire.AppendPresence(nil, wire.TypeLeave, c.identity.User, c.id)
 		for o := range s.conns {
-			o.enqueue(leave)
+			o.queue(leave)
 		}
 	}
 }

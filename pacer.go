@@ -1,26 +1,11 @@
 package fanout
 
-import (
-	"runtime"
-	"sync"
-	"time"
-)
+import "time"
 
 // The pacer is the one goroutine per session that sends new events to
-// connections, and the one that watches over their writers. It runs while
-// the session has connections.
-//
-// Sending in rounds is what makes fan-out cheap: a write costs about the
-// same whether it carries one event or twenty, so the pacer lets events
-// that follow each other within the batch window gather, then goes once
-// over every connection that is behind and writes it everything pending in
-// one frame (direct.go). Under load rounds grow longer by themselves, and
-// each write carries more.
-//
-// Its timer also does per-connection housekeeping without a timer per
-// connection: it cuts writes that have run past the write timeout, and it
-// retires writers that have been idle for the linger time, so an idle
-// connection holds no writer goroutine.
+// connections, in rounds (broadcast.go), and retires their idle writers. It
+// runs while the session has connections. Under load rounds grow longer by
+// themselves, and each write carries more.
 
 // startPacerLocked starts the pacer when the first connection registers.
 // s.mu is held.
@@ -43,8 +28,8 @@ func (s *Session) stopPacerLocked() {
 	}
 }
 
-// poke tells the pacer that an event was committed.
-func (s *Session) poke() {
+// wakePacer tells the pacer that an event was committed.
+func (s *Session) wakePacer() {
 	select {
 	case s.due <- struct{}{}:
 	default:
@@ -74,13 +59,13 @@ func (s *Session) pace(stop <-chan struct{}) {
 				select {
 				case <-gather.C:
 				case <-stop:
-					s.poke() // the token is for the next pacer
+					s.wakePacer() // the token is for the next pacer
 					return
 				}
 			}
 			select {
 			case <-stop: // a stopped pacer writes no more rounds
-				s.poke()
+				s.wakePacer()
 				return
 			default:
 			}
@@ -90,68 +75,22 @@ func (s *Session) pace(stop <-chan struct{}) {
 	}
 }
 
-// writeRound sends every connection that is behind the head what it is
-// due (see direct.go). With more than one CPU the list is split between
-// goroutines, one per CPU, each going down its part in order.
-func (s *Session) writeRound() {
-	list := *s.connList.Load()
-	parts := min(runtime.GOMAXPROCS(0), len(list)/s.cfg.minPart)
-	if parts <= 1 {
-		writeDue(s, list, s.head.Load())
-		return
-	}
-	head := s.head.Load()
-	var wg sync.WaitGroup
-	size := (len(list) + parts - 1) / parts
-	for i := 0; i < len(list); i += size {
-		part := list[i:min(i+size, len(list))]
-		wg.Go(func() { writeDue(s, part, head) })
-	}
-	wg.Wait()
-}
-
-func writeDue(s *Session, list []*Conn, head uint64) {
-	r := round{s: s}
-	for _, c := range list {
-		if c.sent.Load() < head {
-			r.send(c)
-		}
-	}
-	r.end()
-}
-
 // sweepInterval is how often the pacer looks over the writers: often
-// enough that a stuck write is cut within a quarter of the write timeout
-// after it, and an idle writer retires within half the linger time after it.
+// enough that an idle writer retires within half the linger time after
+// it.
 func (s *Session) sweepInterval() time.Duration {
-	return max(min(s.cfg.writeTimeout/4, s.cfg.linger/2), time.Millisecond)
+	return max(s.cfg.linger/2, time.Millisecond)
 }
 
-// sweep cuts writes that have run past the write timeout (the writer then
-// drops the connection, recorded as a slow consumer) and retires writers
-// idle for the linger time.
+// sweep retires writers idle for the linger time, so that an idle
+// connection holds no writer goroutine. It touches no socket: a write's
+// timeout is its own writer's business.
 func (s *Session) sweep() {
-	now := s.now()
-	timeout, linger := int64(s.cfg.writeTimeout), int64(s.cfg.linger)
+	now, linger := s.now(), int64(s.cfg.linger)
 	for _, c := range *s.connList.Load() {
-		if !c.active.Load() {
-			continue
-		}
-		if started := c.writeStart.Load(); started != 0 {
-			if now-started >= timeout && c.netConn != nil {
-				// A deadline in the past fails the write in progress. If
-				// that write ended meanwhile, the deadline is lifted again,
-				// so that it does not fail the next one.
-				_ = c.netConn.SetWriteDeadline(time.Unix(1, 0))
-				if c.writeStart.Load() != started {
-					_ = c.netConn.SetWriteDeadline(time.Time{})
-				}
-			}
-			continue
-		}
-		if now-c.lastWrite.Load() >= linger {
-			c.retire.Store(true)
-			c.signal()
+		if c.flags.has(flagActive) && now-c.lastWrite.Load() >= linger {
+			c.flags.set(flagRetire)
+			c.wakeWriter()
 		}
 	}
 }

@@ -99,7 +99,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	// resending after a reconnect always gets its original seq back.
 	if seq, ok := s.committed(c.identity.User, m.ID); ok {
 		s.deduped.Add(1)
-		c.enqueue(wire.AppendAck(nil, m.ID, seq))
+		c.answer(wire.AppendAck(nil, m.ID, seq))
 		return 0, ""
 	}
 	if now := time.Now(); !r.publish.AllowN(now, 1) {
@@ -109,7 +109,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 		if r.refusals++; r.refusals > maxRefusals {
 			return ClosePolicy, "publish flood"
 		}
-		c.enqueue(wire.AppendError(nil, wire.CodeRateLimited, "publish rate exceeded", m.ID))
+		c.answer(wire.AppendError(nil, wire.CodeRateLimited, "publish rate exceeded", m.ID))
 		return 0, ""
 	}
 	data := m.Data
@@ -123,25 +123,31 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 			if errors.Is(err, ErrForbidden) {
 				code = wire.CodeForbidden
 			}
-			c.enqueue(wire.AppendError(nil, code, err.Error(), m.ID))
+			c.answer(wire.AppendError(nil, code, err.Error(), m.ID))
 			return 0, ""
 		}
 		if !json.Valid(out) || !utf8.Valid(out) {
 			s.cfg.logger.Error("fanout: validation hook returned invalid JSON", "session", s.name)
-			c.enqueue(wire.AppendError(nil, wire.CodeInvalid, "publish could not be processed", m.ID))
+			c.answer(wire.AppendError(nil, wire.CodeInvalid, "publish could not be processed", m.ID))
 			return 0, ""
 		}
 		data = wire.Compact(out)
 	}
 	if int64(len(data)) > s.cfg.maxMessageSize {
-		c.enqueue(wire.AppendError(nil, wire.CodeTooLarge,
+		c.answer(wire.AppendError(nil, wire.CodeTooLarge,
 			fmt.Sprintf("event data is %d bytes, limit %d", len(data), s.cfg.maxMessageSize), m.ID))
 		return 0, ""
 	}
-	seq, ok := s.publishFrom(c.identity.User, m.ID, data)
-	if ok {
-		c.enqueue(wire.AppendAck(nil, m.ID, seq))
+	// The answer to a committed publish is sent even if the connection
+	// starts closing meanwhile; once it is closing, nothing is committed.
+	if !c.beginPublish() {
+		return 0, ""
 	}
+	var ack []byte
+	if seq, ok := s.publishFrom(c.identity.User, m.ID, data); ok {
+		ack = wire.AppendAck(nil, m.ID, seq)
+	}
+	c.endPublish(ack)
 	return 0, ""
 }
 

@@ -115,7 +115,7 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 	}
 	seq := s.commitLocked(data, "", "")
 	s.mu.Unlock()
-	s.poke()
+	s.wakePacer()
 	return seq, nil
 }
 
@@ -137,7 +137,7 @@ func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool
 	seq = s.commitLocked(data, user, id)
 	s.dedup.remember(k, seq)
 	s.mu.Unlock()
-	s.poke()
+	s.wakePacer()
 	return seq, true
 }
 
