@@ -11,13 +11,13 @@ import (
 
 // The pacer's rounds. Sending in rounds is what makes fan-out cheap: a
 // write costs about the same whether it carries one event or twenty, so
-// the pacer (pacer.go) lets events that follow each other within the batch
+// the pacer (Session.pace) lets events that follow each other within the batch
 // window gather, then goes once over every connection that is behind and
 // writes it everything pending as one frame, with one non-blocking system
 // call (Conn.offer). The frame is made once for all connections at the same
 // position, which under a steady stream is nearly all of them. The pacer
 // never waits on a socket: what a socket does not take at once is the
-// connection's writer's to finish (outbox.go), so a slow client never holds
+// connection's writer's to finish (Conn.runWriter), so a slow client never holds
 // up the others. The pacer goes down the connections in the order they
 // joined, the same every round, so no connection waits more than a round.
 

@@ -3,6 +3,7 @@ package fanout_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -134,4 +135,11 @@ func bytesOf(b byte, n int) []byte {
 		out[i] = b
 	}
 	return out
+}
+
+// With more than one CPU a write round is split between goroutines; order
+// and completeness hold as with one.
+func TestOrderWithRoundsSplit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	testOrderManyClients(t, fanout.WithMinPart(2))
 }

@@ -186,7 +186,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// library keeps them for the connection's life, but it only reads
 	// small client frames through the reader (larger reads bypass it) and
 	// writes only close frames through the writer; events go straight to
-	// the socket (Conn.write). Smaller buffers save most of 8 KiB per
+	// the socket (Conn.offer, Conn.write). Smaller buffers save most of 8 KiB per
 	// connection. Bytes a client sent ahead of the upgrade stay where they
 	// are: then net/http's reader is kept.
 	r := brw.Reader

@@ -101,12 +101,12 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 	return func(c *config) { c.heartbeat, c.heartbeatTimeout = interval, timeout }
 }
 
-// WithWriteTimeout bounds each write to a connection; a write that takes
-// longer marks the connection a slow consumer (recorded as 4001) and drops
-// it, since the write may have stopped inside a frame; the client sees its
-// connection end and resumes. Writes are checked about every quarter of d,
-// so one is cut between d and about 1.25 d after it began. It also bounds
-// the close handshake. Default 10 s.
+// WithWriteTimeout bounds each blocking write to a connection: a write
+// that takes longer than d is cut, the connection recorded as a slow
+// consumer (4001) and dropped, since the write may have stopped inside a
+// frame; the client sees its connection end and resumes. The pacer's writes
+// never block: what a socket does not take at once is finished by a blocking
+// write under this bound. It also bounds the close handshake. Default 10 s.
 func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
 
 // defaultBatchWindow is WithBatchWindow's default.
@@ -178,7 +178,10 @@ func WithValidate(fn func(ctx context.Context, c *Conn, data json.RawMessage) (j
 	return func(c *config) { c.validate = fn }
 }
 
-// WithOnJoin sets a hook called after a connection is welcomed.
+// WithOnJoin sets a hook called when a connection has joined: it is
+// registered, its starting position is set and its welcome is queued, but
+// the welcome may not have been written yet. The connection's reader starts
+// once the hook returns.
 func WithOnJoin(fn func(*Conn)) Option { return func(c *config) { c.onJoin = fn } }
 
 // WithOnLeave sets a hook called after a connection has closed; Conn.CloseReason

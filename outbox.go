@@ -15,7 +15,7 @@ import (
 // What a connection writes, and who may write it.
 //
 // Three parties write to a connection's socket: the session's pacer (events,
-// in rounds; see broadcast.go's round), the connection's writer goroutine
+// in rounds; see Session.writeRound), the connection's writer goroutine
 // (everything else), and the WebSocket library (the close frames of its
 // handshakes, through socketWriter). The rules:
 //

@@ -3,7 +3,7 @@ package fanout
 import "time"
 
 // The pacer is the one goroutine per session that sends new events to
-// connections, in rounds (broadcast.go), and retires their idle writers. It
+// connections, in rounds (Session.writeRound), and retires their idle writers. It
 // runs while the session has connections. Under load rounds grow longer by
 // themselves, and each write carries more.
 

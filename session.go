@@ -74,7 +74,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		cfg:   cfg,
 		epoch: newEpoch(),
 		born:  time.Now(),
-		// No compression: writers frame events themselves (see Conn.write).
+		// No compression: events are framed once, by the session (wire.TextFrame).
 		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
 		log:    newHistory(cfg.history),
 		due:    make(chan struct{}, 1),
