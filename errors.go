@@ -30,7 +30,7 @@ const (
 	CloseAbnormal         CloseCode = 1006 // the connection dropped without a close frame
 	ClosePolicy           CloseCode = 1008 // sustained abuse
 	CloseTooBig           CloseCode = 1009 // a frame exceeded the maximum message size
-	CloseInternalError    CloseCode = 1011 // the host's hook failed on this connection's input
+	CloseInternalError    CloseCode = 1011 // a host hook failed on this connection, or the host closed it so
 	CloseProtocolError    CloseCode = 4000 // malformed or unexpected message
 	CloseSlowConsumer     CloseCode = 4001 // fell behind the history window or a write timed out
 	CloseHeartbeatTimeout CloseCode = 4002 // no answer to a heartbeat in time
