@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/fanout-go/fanout"
@@ -100,4 +101,40 @@ func ExampleWithAuthenticate() {
 	defer s.Close()
 	fmt.Println(s.Name())
 	// Output: room
+}
+
+// The authentication hook chooses the refusal's status: 401 for an unknown
+// caller, 403 (ErrForbidden) for a known user without access to this
+// document, any other 4xx through a StatusError.
+func ExampleWithAuthenticate_status() {
+	members := map[string]bool{"ann": true} // who may open this document
+	s, err := fanout.NewSession("doc-42",
+		fanout.WithAuthenticate(func(r *http.Request) (fanout.Identity, error) {
+			user := r.Header.Get("X-User") // use your real session or token check
+			switch {
+			case user == "":
+				return fanout.Identity{}, errors.New("no credentials") // 401
+			case user == "spammer":
+				return fanout.Identity{}, &fanout.StatusError{Code: http.StatusTooManyRequests}
+			case !members[user]:
+				return fanout.Identity{}, fmt.Errorf("%s may not open doc-42: %w", user, fanout.ErrForbidden)
+			}
+			return fanout.Identity{User: user}, nil
+		}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	for _, user := range []string{"", "bob", "spammer"} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		r.Header.Set("X-User", user)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		fmt.Printf("%q: %d %s", user, w.Code, w.Body)
+	}
+	// Output:
+	// "": 401 unauthorized
+	// "bob": 403 forbidden
+	// "spammer": 429 too many requests
 }

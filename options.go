@@ -161,8 +161,13 @@ func WithPresence(enabled bool) Option { return func(c *config) { c.presence = e
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithAuthenticate sets the hook that turns a request into an Identity before
-// the upgrade. An error answers 401 and no WebSocket is opened. Default:
-// every request is accepted as Identity{User: ""}.
+// the upgrade. An error refuses the request, and no WebSocket is opened: it
+// answers 403 when the error wraps ErrForbidden (authenticated, but not
+// allowed in this session), the StatusError's code when it wraps a
+// *StatusError with a 4xx code (for example 429 for a user over a quota),
+// and 401 otherwise. The error's text is not sent. The Go client stops on
+// 401 and 403 and retries 429 with backoff. Default: every request is
+// accepted as Identity{User: ""}.
 func WithAuthenticate(fn func(*http.Request) (Identity, error)) Option {
 	return func(c *config) { c.authenticate = fn }
 }

@@ -35,7 +35,8 @@ func (e *PublishError) Error() string {
 }
 
 // HandshakeError is an HTTP answer other than 101 to the WebSocket upgrade:
-// 401 (authentication refused), 403 (origin not allowed), 400 (bad resume
+// 401 (authentication refused), 403 (origin not allowed, or the host
+// refused this user access), 429 (the host's quota), 400 (bad resume
 // position), 503 (connection limit or shutting down), and so on. Dial returns
 // it as is. In the background 5xx, 408 and 429 are retried with backoff; any
 // other status stops the client, since asking again cannot help.
