@@ -183,7 +183,7 @@ func (c *Client) run(cn *conn) {
 		if immediate {
 			c.log.Debug("fanout/client: resuming after a full buffer")
 		} else if terminal(err) {
-			err = fmt.Errorf("fanout/client: stopped: %w", err)
+			err = stopped(err)
 			c.log.Error(err.Error())
 			c.fail(err)
 			return
@@ -278,9 +278,12 @@ func (c *Client) Close() error {
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err reports why the client stopped: ErrClosed after Close, a
-// *HandshakeError for a refused reconnect, or an error carrying the server's
-// terminal close code (websocket.CloseStatus extracts it). It is nil while
-// the client runs.
+// *HandshakeError for a refused reconnect, or, when the server closed the
+// connection with a code that stops the client (1000, 1008, 1009 and 4000,
+// and the WebSocket protocol errors 1002, 1003 and 1007; the client
+// reconnects after any other), an error wrapping a *fanout.CloseError with
+// that code and reason: fanout.CloseCodeOf(err) returns the code, as it
+// does on the server. It is nil while the client runs.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:

@@ -552,6 +552,10 @@ func TestTerminalCloseCodes(t *testing.T) {
 				t.Fatal("client did not stop")
 			}
 			assert.Equal(t, code, websocket.CloseStatus(c.Err()))
+			assert.Equal(t, fanout.CloseCode(code), fanout.CloseCodeOf(c.Err()))
+			var ce *fanout.CloseError
+			require.ErrorAs(t, c.Err(), &ce)
+			assert.Equal(t, "bye", ce.Reason)
 			assert.Zero(t, c.Stats().Reconnects)
 		})
 	}
@@ -626,4 +630,31 @@ func TestFullBufferResumes(t *testing.T) {
 	requireContiguous(t, col.get(), 1, 201)
 	assert.GreaterOrEqual(t, c.Stats().Reconnects, uint64(1), "resumed after the buffer filled")
 	assert.Zero(t, c.Stats().Resets)
+}
+
+// A host that ends a connection with Conn.Close stops a client that must
+// not retry (1008, 1000), and the client's Err carries the code and the
+// reason as the server's own CloseError.
+func TestHostCloseReachesErr(t *testing.T) {
+	for _, code := range []fanout.CloseCode{fanout.ClosePolicy, fanout.CloseNormal} {
+		t.Run(fmt.Sprint(int(code)), func(t *testing.T) {
+			sess, srv := newSession(t)
+			c := dial(t, srv.WS("/"))
+			conns := sess.Conns()
+			require.Len(t, conns, 1)
+			require.NoError(t, conns[0].Close(code, "access revoked"))
+			select {
+			case <-c.Done():
+			case <-time.After(waitFor):
+				t.Fatal("client did not stop")
+			}
+			err := c.Err()
+			assert.Equal(t, code, fanout.CloseCodeOf(err))
+			var ce *fanout.CloseError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "access revoked", ce.Reason)
+			assert.Equal(t, websocket.StatusCode(code), websocket.CloseStatus(err), "the library's error is still in the chain")
+			assert.Contains(t, err.Error(), "access revoked")
+		})
+	}
 }

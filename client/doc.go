@@ -43,7 +43,9 @@
 // (protocol error), or when a reconnect is refused with an HTTP status other
 // than 5xx, 408 or 429. After such an error the events already received are
 // still delivered; then Done is closed, and by then every goroutine of the
-// client has exited.
+// client has exited. A close from the server is in Err as the server's own
+// *fanout.CloseError: fanout.CloseCodeOf(client.Err()) is the code, as on
+// the server, and the CloseError's Reason the text the server sent.
 //
 // # Exactly-once publishing
 //

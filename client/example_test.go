@@ -147,3 +147,26 @@ func ExampleWithStartAfter() {
 	// Output:
 	// 2 "missed"
 }
+
+// When the server ends the connection for good (here the host revokes
+// access with 1008), Err says so with the server's own CloseError.
+func ExampleClient_Err() {
+	sess, url, stop := demo()
+	defer stop()
+
+	c, err := client.Dial(context.Background(), url)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	for _, conn := range sess.Conns() {
+		conn.Close(fanout.ClosePolicy, "access revoked")
+	}
+	<-c.Done()
+	fmt.Println(fanout.CloseCodeOf(c.Err()) == fanout.ClosePolicy)
+	fmt.Println(c.Err())
+	// Output:
+	// true
+	// fanout/client: stopped: fanout: connection closed with 1008: access revoked
+}
