@@ -128,15 +128,14 @@ func ExampleWithStartAfter() {
 	}
 	sess.Publish(ctx, []byte(`"seen"`))
 	ev := <-first.Events()
-	_, epoch := first.Position()
-	seq := ev.Seq // stored, with epoch, alongside the application's state
+	seq, epoch := ev.Seq, ev.Epoch // stored alongside the application's state
 	first.Close()
 
 	sess.Publish(ctx, []byte(`"missed"`))
 
 	second, err := client.Dial(ctx, url,
 		client.WithStartAfter(seq, epoch),
-		client.WithOnReset(func(head uint64) { fmt.Println("resync to", head) }))
+		client.WithOnReset(func(head uint64, _ string) { fmt.Println("resync to", head) }))
 	if err != nil {
 		fmt.Println(err)
 		return
