@@ -53,8 +53,9 @@ func ExampleSession_Publish() {
 	// head 3 oldest 1
 }
 
-// Hook Shutdown into http.Server, which does not close WebSockets itself:
-// clients get 1001 and resume, on this node after a restart or on another.
+// Shut the session down after http.Server, which does not close
+// WebSockets itself: clients get 1001 and resume, on this node after a
+// restart or on another. examples/mount is a whole program that does this.
 func ExampleSession_Shutdown() {
 	s, _ := fanout.NewSession("room")
 	srv := &http.Server{
@@ -62,11 +63,6 @@ func ExampleSession_Shutdown() {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second, // stops slowloris handshakes
 	}
-	srv.RegisterOnShutdown(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
 	go func() {
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			log.Print(err)
@@ -75,8 +71,8 @@ func ExampleSession_Shutdown() {
 	// ... on SIGTERM:
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(ctx)
-	_ = s.Shutdown(ctx) // RegisterOnShutdown runs it asynchronously; wait for it too
+	_ = srv.Shutdown(ctx) // stops accepting; WebSockets stay open
+	_ = s.Shutdown(ctx)   // sends what is pending, closes each with 1001, waits
 	_, err := s.Publish(ctx, []byte(`1`))
 	fmt.Println(err)
 	// Output: fanout: session closed
