@@ -164,4 +164,3 @@ func TestREADMESnippets(t *testing.T) {
 		assert.True(t, lines[strings.TrimSpace(spaces.ReplaceAllString(l, " "))], "README.md's opening snippet line %q is not in examples/mount/main.go", l)
 	}
 }
-
