@@ -90,11 +90,12 @@ func (c *Conn) CloseReason() error {
 // Close asks the connection to close with code and reason, for example
 // ClosePolicy when the user's access was revoked. It returns at once; the
 // connection is first sent every event published before the call and
-// whatever else is queued for it. code must be 1000, 1001, 1008 or in
+// whatever else is queued for it. code must be 1000, 1001, 1008, 1011 (the
+// host failed on this connection; clients reconnect with backoff) or in
 // 4000-4999; the reason is cut to 120 bytes.
 func (c *Conn) Close(code CloseCode, reason string) error {
 	switch {
-	case code == CloseNormal, code == CloseGoingAway, code == ClosePolicy, code >= 4000 && code <= 4999:
+	case code == CloseNormal, code == CloseGoingAway, code == ClosePolicy, code == CloseInternalError, code >= 4000 && code <= 4999:
 	default:
 		return fmt.Errorf("fanout: close code %d cannot be sent by the server", int(code))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/fanout-go/fanout"
@@ -52,8 +53,9 @@ func ExampleSession_Publish() {
 	// head 3 oldest 1
 }
 
-// Hook Shutdown into http.Server, which does not close WebSockets itself:
-// clients get 1001 and resume, on this node after a restart or on another.
+// Shut the session down after http.Server, which does not close
+// WebSockets itself: clients get 1001 and resume, on this node after a
+// restart or on another. examples/mount is a whole program that does this.
 func ExampleSession_Shutdown() {
 	s, _ := fanout.NewSession("room")
 	srv := &http.Server{
@@ -61,11 +63,6 @@ func ExampleSession_Shutdown() {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second, // stops slowloris handshakes
 	}
-	srv.RegisterOnShutdown(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
 	go func() {
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			log.Print(err)
@@ -74,8 +71,8 @@ func ExampleSession_Shutdown() {
 	// ... on SIGTERM:
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(ctx)
-	_ = s.Shutdown(ctx) // RegisterOnShutdown runs it asynchronously; wait for it too
+	_ = srv.Shutdown(ctx) // stops accepting; WebSockets stay open
+	_ = s.Shutdown(ctx)   // sends what is pending, closes each with 1001, waits
 	_, err := s.Publish(ctx, []byte(`1`))
 	fmt.Println(err)
 	// Output: fanout: session closed
@@ -100,4 +97,40 @@ func ExampleWithAuthenticate() {
 	defer s.Close()
 	fmt.Println(s.Name())
 	// Output: room
+}
+
+// The authentication hook chooses the refusal's status: 401 for an unknown
+// caller, 403 (ErrForbidden) for a known user without access to this
+// document, any other 4xx through a StatusError.
+func ExampleWithAuthenticate_status() {
+	members := map[string]bool{"ann": true} // who may open this document
+	s, err := fanout.NewSession("doc-42",
+		fanout.WithAuthenticate(func(r *http.Request) (fanout.Identity, error) {
+			user := r.Header.Get("X-User") // use your real session or token check
+			switch {
+			case user == "":
+				return fanout.Identity{}, errors.New("no credentials") // 401
+			case user == "spammer":
+				return fanout.Identity{}, &fanout.StatusError{Code: http.StatusTooManyRequests}
+			case !members[user]:
+				return fanout.Identity{}, fmt.Errorf("%s may not open doc-42: %w", user, fanout.ErrForbidden)
+			}
+			return fanout.Identity{User: user}, nil
+		}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	for _, user := range []string{"", "bob", "spammer"} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		r.Header.Set("X-User", user)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		fmt.Printf("%q: %d %s", user, w.Code, w.Body)
+	}
+	// Output:
+	// "": 401 unauthorized
+	// "bob": 403 forbidden
+	// "spammer": 429 too many requests
 }

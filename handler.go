@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,8 +22,9 @@ const maxEpochLen = 64
 // upgrades it to a WebSocket and starts serving the connection, in a
 // goroutine of its own; it returns once the connection is established.
 // Before the upgrade it answers 400 for a malformed resume position, 401
-// when the authentication hook refuses, 403 for a foreign origin and 503 at
-// the connection limit or after Shutdown.
+// when the authentication hook refuses (403, or another 4xx, when its
+// error says so: see WithAuthenticate), 403 for a foreign origin and 503
+// at the connection limit or after Shutdown.
 func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pos, err := parseResume(r.URL.Query())
 	if err != nil {
@@ -32,7 +34,9 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var id Identity
 	if s.cfg.authenticate != nil {
 		if id, err = s.cfg.authenticate(r); err != nil {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			code := authStatus(err)
+			s.cfg.logger.Debug("fanout: authentication refused", "session", s.name, "remote", r.RemoteAddr, "status", code, "err", err)
+			http.Error(w, strings.ToLower(http.StatusText(code)), code)
 			return
 		}
 	}

@@ -2,6 +2,9 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -161,6 +164,43 @@ func TestNewSessionRejectsBadOptions(t *testing.T) {
 			s, err := fanout.NewSession("x", tt.opt)
 			require.ErrorIs(t, err, fanout.ErrInvalidOption)
 			assert.Nil(t, s)
+		})
+	}
+}
+
+// The authentication hook picks the refusal's status through its error:
+// 403 for ErrForbidden, a StatusError's 4xx code, and 401 for anything else.
+func TestAuthenticateStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"plain error", errors.New("no token"), http.StatusUnauthorized},
+		{"forbidden", fanout.ErrForbidden, http.StatusForbidden},
+		{"wrapped forbidden", fmt.Errorf("user 7 may not open doc 42: %w", fanout.ErrForbidden), http.StatusForbidden},
+		{"too many requests", &fanout.StatusError{Code: http.StatusTooManyRequests}, http.StatusTooManyRequests},
+		{"not found", &fanout.StatusError{Code: http.StatusNotFound, Err: errors.New("no doc 42")}, http.StatusNotFound},
+		{"wrapped status", fmt.Errorf("quota: %w", &fanout.StatusError{Code: http.StatusTooManyRequests}), http.StatusTooManyRequests},
+		{"status wins over forbidden", &fanout.StatusError{Code: http.StatusNotFound, Err: fanout.ErrForbidden}, http.StatusNotFound},
+		{"5xx is not a refusal", &fanout.StatusError{Code: http.StatusServiceUnavailable}, http.StatusUnauthorized},
+		{"2xx is not a refusal", &fanout.StatusError{Code: http.StatusOK}, http.StatusUnauthorized},
+		{"switching protocols is not a refusal", &fanout.StatusError{Code: http.StatusSwitchingProtocols}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sv := newServer(t, fanout.WithAuthenticate(func(*http.Request) (fanout.Identity, error) {
+				return fanout.Identity{}, tt.err
+			}))
+			resp, err := http.Get(sv.hs.URL) // the hook runs before the upgrade
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			assert.Equal(t, tt.want, resp.StatusCode)
+			assert.Equal(t, strings.ToLower(http.StatusText(tt.want))+"\n", string(body), "the status text, never the hook's error")
+			assert.Equal(t, tt.want, dialStatus(t, sv.url(""), nil))
+			assert.Equal(t, 0, sv.s.Stats().Connections)
 		})
 	}
 }

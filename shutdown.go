@@ -12,9 +12,12 @@ import "context"
 // is safe and waits the same way.
 //
 // http.Server.Shutdown does not close WebSockets (they are hijacked
-// connections); hook this in with http.Server.RegisterOnShutdown. That hook
-// runs in its own goroutine and http.Server.Shutdown does not wait for it,
-// so wait for the session's Shutdown too before the process exits.
+// connections): call Shutdown once http.Server.Shutdown has returned, and
+// let it return before the process exits (examples/mount shows how). A
+// hook registered with http.Server.RegisterOnShutdown runs in a goroutine
+// that http.Server.Shutdown does not wait for: with it alone, a process
+// that exits when http.Server.Shutdown returns drops clients without their
+// 1001.
 func (s *Session) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
 		c.requestCloseAfter(CloseGoingAway, "server shutting down", s.head.Load())

@@ -14,12 +14,15 @@ import (
 	"time"
 )
 
-// Event is one event of the session's sequence.
+// Event is one event of the session's sequence. Seq and Epoch together
+// are its position: what an application stores with its state to start a
+// later client after it (WithStartAfter).
 type Event struct {
-	Seq  uint64          // position in the session's sequence, from 1
-	Data json.RawMessage // the payload as published
-	From string          // the publisher's identity as the server authenticated it; "" for server publishes and anonymous clients
-	ID   string          // the publish id of a client publish; "" for server publishes
+	Seq   uint64          // position in the session's sequence, from 1
+	Epoch string          // the incarnation of the session's history Seq belongs to
+	Data  json.RawMessage // the payload as published
+	From  string          // the publisher's identity as the server authenticated it; "" for server publishes and anonymous clients
+	ID    string          // the publish id of a client publish; "" for server publishes
 }
 
 // Stats counts what the client did to keep its stream exact.
@@ -183,7 +186,7 @@ func (c *Client) run(cn *conn) {
 		if immediate {
 			c.log.Debug("fanout/client: resuming after a full buffer")
 		} else if terminal(err) {
-			err = fmt.Errorf("fanout/client: stopped: %w", err)
+			err = stopped(err)
 			c.log.Error(err.Error())
 			c.fail(err)
 			return
@@ -278,9 +281,12 @@ func (c *Client) Close() error {
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err reports why the client stopped: ErrClosed after Close, a
-// *HandshakeError for a refused reconnect, or an error carrying the server's
-// terminal close code (websocket.CloseStatus extracts it). It is nil while
-// the client runs.
+// *HandshakeError for a refused reconnect, or, when the server closed the
+// connection with a code that stops the client (1000, 1008, 1009 and 4000,
+// and the WebSocket protocol errors 1002, 1003 and 1007; the client
+// reconnects after any other), an error wrapping a *fanout.CloseError with
+// that code and reason: fanout.CloseCodeOf(err) returns the code, as it
+// does on the server. It is nil while the client runs.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:
@@ -297,11 +303,20 @@ func (c *Client) Err() error {
 // once it has been received. The channel is closed when the client stops.
 func (c *Client) Events() <-chan Event { return c.events }
 
-// Position returns the seq of the last processed event and its epoch: what
-// a later client can resume from with WithStartAfter. With the Events
-// channel it may lag for a moment behind the event just received, so an
-// application that stores its position should rather store Event.Seq with
-// the epoch.
+// Position returns the seq and epoch of the last processed event (or of
+// the head a reset moved to): what a later client can resume from with
+// WithStartAfter. Before any event it is where the client started: the
+// head it was welcomed with, or the WithStartAfter position.
+//
+// It moves only once an event is processed, so inside the handler for
+// event n it still returns the position before n (n-1, or the head of a
+// reset just before it), and inside the WithOnReset function it still
+// returns the position from before the reset, in the old epoch; after
+// that function returns it is the head and the new epoch. With the Events
+// channel an event counts as processed once received, but Position may
+// show it a moment later. An application that stores its position with
+// its state should therefore store Event.Seq and Event.Epoch (or the
+// reset's head and epoch), not call Position.
 func (c *Client) Position() (seq uint64, epoch string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

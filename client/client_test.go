@@ -89,7 +89,7 @@ func TestReplayAll(t *testing.T) {
 	var col collector
 	reset := false
 	dial(t, srv.WS("/"), client.WithHandler(col.handle), client.WithStartAfter(0, ""),
-		client.WithOnReset(func(uint64) { reset = true }))
+		client.WithOnReset(func(uint64, string) { reset = true }))
 	col.waitLen(t, 10)
 	requireContiguous(t, col.get(), 1, 10)
 	assert.False(t, reset)
@@ -201,16 +201,17 @@ func TestResetOnUnknownEpoch(t *testing.T) {
 	resets := make(chan uint64, 1)
 	c := dial(t, srv.WS("/"), client.WithHandler(col.handle),
 		client.WithStartAfter(3, "an-epoch-long-gone"),
-		client.WithOnReset(func(head uint64) { resets <- head }))
+		client.WithOnReset(func(head uint64, _ string) { resets <- head }))
 	select {
 	case head := <-resets:
 		assert.Equal(t, uint64(7), head)
 	case <-time.After(waitFor):
 		t.Fatal("no reset")
 	}
-	seq, epoch := c.Position()
-	assert.Equal(t, uint64(7), seq)
-	assert.Equal(t, sess.Epoch(), epoch)
+	require.Eventually(t, func() bool {
+		seq, epoch := c.Position()
+		return seq == 7 && epoch == sess.Epoch()
+	}, waitFor, tick, "the reset is processed once the callback returns")
 	publishN(t, sess, 2)
 	col.waitLen(t, 2)
 	requireContiguous(t, col.get(), 8, 9)
@@ -224,7 +225,7 @@ func TestResetWhenTooOld(t *testing.T) {
 	var head atomic.Uint64
 	dial(t, srv.WS("/"), client.WithHandler(col.handle),
 		client.WithStartAfter(1, sess.Epoch()),
-		client.WithOnReset(func(h uint64) { head.Store(h) }))
+		client.WithOnReset(func(h uint64, _ string) { head.Store(h) }))
 	require.Eventually(t, func() bool { return head.Load() == 50 }, waitFor, tick)
 	publishN(t, sess, 1)
 	col.waitLen(t, 1)
@@ -236,7 +237,7 @@ func TestResetWhenBeyondHead(t *testing.T) {
 	publishN(t, sess, 5)
 	resets := make(chan uint64, 1)
 	c := dial(t, srv.WS("/"), client.WithStartAfter(100, sess.Epoch()),
-		client.WithOnReset(func(head uint64) { resets <- head }))
+		client.WithOnReset(func(head uint64, _ string) { resets <- head }))
 	go func() {
 		for range c.Events() {
 		}
@@ -259,7 +260,7 @@ func TestResetAfterReconnect(t *testing.T) {
 	resets := make(chan uint64, 1)
 	c := dial(t, srv.WS("/"), client.WithHandler(col.handle),
 		client.WithBackoff(time.Millisecond, 5*time.Millisecond),
-		client.WithOnReset(func(head uint64) { resets <- head }))
+		client.WithOnReset(func(head uint64, _ string) { resets <- head }))
 	away.Store(true)
 	srv.Kill()
 	publishN(t, sess, 20)
@@ -552,6 +553,10 @@ func TestTerminalCloseCodes(t *testing.T) {
 				t.Fatal("client did not stop")
 			}
 			assert.Equal(t, code, websocket.CloseStatus(c.Err()))
+			assert.Equal(t, fanout.CloseCode(code), fanout.CloseCodeOf(c.Err()))
+			var ce *fanout.CloseError
+			require.ErrorAs(t, c.Err(), &ce)
+			assert.Equal(t, "bye", ce.Reason)
 			assert.Zero(t, c.Stats().Reconnects)
 		})
 	}
@@ -626,4 +631,97 @@ func TestFullBufferResumes(t *testing.T) {
 	requireContiguous(t, col.get(), 1, 201)
 	assert.GreaterOrEqual(t, c.Stats().Reconnects, uint64(1), "resumed after the buffer filled")
 	assert.Zero(t, c.Stats().Resets)
+}
+
+// A host that ends a connection with Conn.Close stops a client that must
+// not retry (1008, 1000), and the client's Err carries the code and the
+// reason as the server's own CloseError.
+func TestHostCloseReachesErr(t *testing.T) {
+	for _, code := range []fanout.CloseCode{fanout.ClosePolicy, fanout.CloseNormal} {
+		t.Run(fmt.Sprint(int(code)), func(t *testing.T) {
+			sess, srv := newSession(t)
+			c := dial(t, srv.WS("/"))
+			conns := sess.Conns()
+			require.Len(t, conns, 1)
+			require.NoError(t, conns[0].Close(code, "access revoked"))
+			select {
+			case <-c.Done():
+			case <-time.After(waitFor):
+				t.Fatal("client did not stop")
+			}
+			err := c.Err()
+			assert.Equal(t, code, fanout.CloseCodeOf(err))
+			var ce *fanout.CloseError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "access revoked", ce.Reason)
+			assert.Equal(t, websocket.StatusCode(code), websocket.CloseStatus(err), "the library's error is still in the chain")
+			assert.Contains(t, err.Error(), "access revoked")
+		})
+	}
+}
+
+// Every event carries its epoch, the reset callback gets the new one, and
+// Position moves only once an event (or a reset) is processed: inside the
+// handler for n it is n-1, inside the reset callback the old position.
+func TestPositionAndEpoch(t *testing.T) {
+	type seen struct {
+		seq      uint64
+		epoch    string
+		posSeq   uint64
+		posEpoch string
+	}
+	sess, srv := newSession(t)
+	publishN(t, sess, 7)
+	var c *client.Client
+	ready := make(chan struct{}) // c is set
+	got := make(chan seen, 10)
+	c = dial(t, srv.WS("/"),
+		client.WithStartAfter(3, "an-epoch-long-gone"),
+		client.WithOnReset(func(head uint64, epoch string) {
+			<-ready
+			ps, pe := c.Position()
+			got <- seen{head, epoch, ps, pe}
+		}),
+		client.WithHandler(func(ev client.Event) {
+			<-ready
+			ps, pe := c.Position()
+			got <- seen{ev.Seq, ev.Epoch, ps, pe}
+		}))
+	close(ready)
+	publishN(t, sess, 2)
+	e := sess.Epoch()
+	want := []seen{
+		{7, e, 3, "an-epoch-long-gone"}, // the reset: Position is still the old one
+		{8, e, 7, e},                    // event 8: Position is the reset's head
+		{9, e, 8, e},                    // event 9: Position is event 8
+	}
+	for i, w := range want {
+		select {
+		case g := <-got:
+			assert.Equal(t, w, g, "item %d", i)
+		case <-time.After(waitFor):
+			t.Fatalf("item %d not delivered", i)
+		}
+	}
+	require.Eventually(t, func() bool {
+		seq, epoch := c.Position()
+		return seq == 9 && epoch == e
+	}, waitFor, tick)
+}
+
+// Events read from the channel carry their epoch too, from a fresh start
+// as after a resume in "the current epoch".
+func TestEventEpoch(t *testing.T) {
+	for _, opts := range [][]client.Option{nil, {client.WithStartAfter(0, "")}} {
+		sess, srv := newSession(t)
+		c := dial(t, srv.WS("/"), opts...)
+		publishN(t, sess, 1)
+		select {
+		case ev := <-c.Events():
+			assert.Equal(t, uint64(1), ev.Seq)
+			assert.Equal(t, sess.Epoch(), ev.Epoch)
+		case <-time.After(waitFor):
+			t.Fatal("no event")
+		}
+	}
 }

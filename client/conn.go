@@ -94,7 +94,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		// the events after it.
 		c.resets.Add(1)
 		c.rseq, c.repoch = w.Head, w.Epoch
-		c.queue = append(c.queue, item{ev: Event{Seq: w.Head}, epoch: w.Epoch, reset: true})
+		c.queue = append(c.queue, item{ev: Event{Seq: w.Head, Epoch: w.Epoch}, reset: true})
 		kick(c.qKick)
 	case !c.known:
 		// A fresh start: live events after head, nothing to process before.

@@ -5,9 +5,8 @@ import "fmt"
 // item is one entry of the delivery queue: an event, or the reset that
 // precedes the events after a refused resume.
 type item struct {
-	ev    Event  // for a reset, ev.Seq is the head to resync to
-	epoch string // the epoch ev.Seq belongs to
-	cn    *conn  // the connection the event came on, to ack it there; nil for a reset
+	ev    Event // for a reset, ev.Seq and ev.Epoch are the head to resync to
+	cn    *conn // the connection the event came on, to ack it there; nil for a reset
 	reset bool
 }
 
@@ -33,9 +32,9 @@ func (c *Client) deliver() {
 		}
 		switch {
 		case it.reset:
-			c.log.Warn("fanout/client: resume refused, resetting to head", "head", it.ev.Seq)
+			c.log.Warn("fanout/client: resume refused, resetting to head", "head", it.ev.Seq, "epoch", it.ev.Epoch)
 			if c.cfg.onReset != nil {
-				c.cfg.onReset(it.ev.Seq)
+				c.cfg.onReset(it.ev.Seq, it.ev.Epoch)
 			}
 		case c.cfg.handler != nil:
 			c.cfg.handler(it.ev)
@@ -47,7 +46,7 @@ func (c *Client) deliver() {
 			}
 		}
 		c.mu.Lock()
-		c.seq, c.epoch = it.ev.Seq, it.epoch
+		c.seq, c.epoch = it.ev.Seq, it.ev.Epoch
 		c.mu.Unlock()
 		if it.cn != nil {
 			it.cn.ackable.Store(it.ev.Seq)
@@ -115,9 +114,8 @@ func (c *Client) enqueue(cn *conn, msgs []message) error {
 			continue
 		}
 		c.queue = append(c.queue, item{
-			ev:    Event{Seq: m.Seq, Data: m.Data, From: m.From, ID: m.ID},
-			epoch: c.repoch,
-			cn:    cn,
+			ev: Event{Seq: m.Seq, Epoch: c.repoch, Data: m.Data, From: m.From, ID: m.ID},
+			cn: cn,
 		})
 		c.rseq = m.Seq
 	}

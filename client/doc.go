@@ -29,21 +29,24 @@
 // connection. If the server can no longer serve the
 // position (a new epoch, or the position fell out of the retained history),
 // it says so, and the client calls the WithOnReset function with the current
-// head before delivering the events after it: the application must resync,
+// head and epoch before delivering the events after it: the application must resync,
 // for example from a snapshot. Events are never silently lost.
 //
 // An event counts as processed when the handler returns, or when it has been
 // received from the Events channel. That is the position Position reports
 // and the client acks (cumulatively, at most once per WithAckInterval). An
-// application that stores Event.Seq and the epoch with its own state can
-// start a later client there with WithStartAfter.
+// application that stores Event.Seq and Event.Epoch with its own state (or
+// the head and epoch of a reset) can start a later client there with
+// WithStartAfter.
 //
 // The client stops for good, and Err says why, after Close, when the server
 // closes with 1000 (normal), 1008 (abuse), 1009 (message too big) or 4000
 // (protocol error), or when a reconnect is refused with an HTTP status other
 // than 5xx, 408 or 429. After such an error the events already received are
 // still delivered; then Done is closed, and by then every goroutine of the
-// client has exited.
+// client has exited. A close from the server is in Err as the server's own
+// *fanout.CloseError: fanout.CloseCodeOf(client.Err()) is the code, as on
+// the server, and the CloseError's Reason the text the server sent.
 //
 // # Exactly-once publishing
 //

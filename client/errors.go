@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/coder/websocket"
+
+	"github.com/fanout-go/fanout"
 )
 
 // ErrClosed is what Err returns, and what pending and later calls to Publish
@@ -17,11 +21,24 @@ var ErrInvalidOption = errors.New("fanout/client: invalid option")
 // The server never leaves gaps, so the connection is treated as broken.
 var errGap = errors.New("fanout/client: sequence gap")
 
+// The codes of the server's error messages (PROTOCOL.md), as
+// PublishError.Code holds them.
+const (
+	CodeInvalid   = "invalid"   // the host's validation hook refused the publish
+	CodeForbidden = "forbidden" // the hook refused it with fanout.ErrForbidden
+	CodeTooLarge  = "too_large" // the event is larger than the maximum message size
+	// CodeRateLimited is a publish over the connection's rate: nothing was
+	// appended, and the client sends it again after a pause, so Publish
+	// never returns it.
+	CodeRateLimited = "rate_limited"
+)
+
 // PublishError is a publish the server refused for good with an error
-// message: Code "invalid", "forbidden" or "too_large". Publish also returns
-// Code "too_large" without sending anything when the message exceeds
-// WithMaxMessageSize. A "rate_limited" refusal is not an error: the client
-// sends the publish again after a pause (see Publish).
+// message: Code CodeInvalid, CodeForbidden or CodeTooLarge, or a code a
+// newer server added. Publish also returns CodeTooLarge without sending
+// anything when the message exceeds WithMaxMessageSize. A CodeRateLimited
+// refusal is not an error: the client sends the publish again after a
+// pause (see Publish).
 type PublishError struct {
 	Code    string
 	Message string
@@ -35,7 +52,8 @@ func (e *PublishError) Error() string {
 }
 
 // HandshakeError is an HTTP answer other than 101 to the WebSocket upgrade:
-// 401 (authentication refused), 403 (origin not allowed), 400 (bad resume
+// 401 (authentication refused), 403 (origin not allowed, or the host
+// refused this user access), 429 (the host's quota), 400 (bad resume
 // position), 503 (connection limit or shutting down), and so on. Dial returns
 // it as is. In the background 5xx, 408 and 429 are retried with backoff; any
 // other status stops the client, since asking again cannot help.
@@ -59,4 +77,27 @@ func (e *HandshakeError) Unwrap() error { return e.Err }
 func (e *HandshakeError) retryable() bool {
 	c := e.StatusCode
 	return c >= 500 || c == http.StatusRequestTimeout || c == http.StatusTooManyRequests
+}
+
+// stopError is what Err returns after the server closed the connection
+// with a code that stops the client: it carries that code and reason as a
+// *fanout.CloseError, so that fanout.CloseCodeOf reads it, and the
+// WebSocket library's own error.
+type stopError struct {
+	close *fanout.CloseError
+	err   error
+}
+
+func (e *stopError) Error() string { return "fanout/client: stopped: " + e.close.Error() }
+
+func (e *stopError) Unwrap() []error { return []error{e.close, e.err} }
+
+// stopped is the error that ends the client after err, the error a
+// connection ended with.
+func stopped(err error) error {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return &stopError{close: &fanout.CloseError{Code: fanout.CloseCode(ce.Code), Reason: ce.Reason}, err: err}
+	}
+	return fmt.Errorf("fanout/client: stopped: %w", err)
 }

@@ -128,15 +128,14 @@ func ExampleWithStartAfter() {
 	}
 	sess.Publish(ctx, []byte(`"seen"`))
 	ev := <-first.Events()
-	_, epoch := first.Position()
-	seq := ev.Seq // stored, with epoch, alongside the application's state
+	seq, epoch := ev.Seq, ev.Epoch // stored alongside the application's state
 	first.Close()
 
 	sess.Publish(ctx, []byte(`"missed"`))
 
 	second, err := client.Dial(ctx, url,
 		client.WithStartAfter(seq, epoch),
-		client.WithOnReset(func(head uint64) { fmt.Println("resync to", head) }))
+		client.WithOnReset(func(head uint64, _ string) { fmt.Println("resync to", head) }))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -146,4 +145,27 @@ func ExampleWithStartAfter() {
 	fmt.Println(ev.Seq, string(ev.Data))
 	// Output:
 	// 2 "missed"
+}
+
+// When the server ends the connection for good (here the host revokes
+// access with 1008), Err says so with the server's own CloseError.
+func ExampleClient_Err() {
+	sess, url, stop := demo()
+	defer stop()
+
+	c, err := client.Dial(context.Background(), url)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	for _, conn := range sess.Conns() {
+		conn.Close(fanout.ClosePolicy, "access revoked")
+	}
+	<-c.Done()
+	fmt.Println(fanout.CloseCodeOf(c.Err()) == fanout.ClosePolicy)
+	fmt.Println(c.Err())
+	// Output:
+	// true
+	// fanout/client: stopped: fanout: connection closed with 1008: access revoked
 }

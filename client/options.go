@@ -13,7 +13,7 @@ type Option func(*config)
 
 type config struct {
 	handler        func(Event)
-	onReset        func(head uint64)
+	onReset        func(head uint64, epoch string)
 	startSet       bool
 	startSeq       uint64
 	startEpoch     string
@@ -67,7 +67,8 @@ func (c *config) validate() error {
 
 // WithHandler sets the function that receives events. It is called from a
 // single goroutine, one event at a time, in seq order; an event counts as
-// processed, and so is acked and resumed after, once the handler returns.
+// processed, and so is acked and resumed after, once the handler returns
+// (so inside the handler Position returns the event before this one).
 // The handler may call Publish: acks are read while it runs.
 // Without a handler, events are read from Events.
 //
@@ -81,10 +82,12 @@ func WithHandler(f func(Event)) Option {
 // the position the client asked to resume from (its epoch is gone, or it fell
 // out of the retained history): the events in between are lost to this
 // client, so the application must resync, for example from a snapshot, to
-// state as of head. Delivery continues with head+1. It runs on the handler's
-// goroutine, before the first event after head. Default: none (the reset is
-// only logged and counted in Stats).
-func WithOnReset(f func(head uint64)) Option {
+// state as of head in epoch, the session's current epoch, which the events
+// that follow carry too. Delivery continues with head+1. It runs on the
+// handler's goroutine, before the first event after head; while it runs,
+// Position still returns the position from before the reset. Default: none
+// (the reset is only logged and counted in Stats).
+func WithOnReset(f func(head uint64, epoch string)) Option {
 	return func(c *config) { c.onReset = f }
 }
 

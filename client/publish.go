@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// codeRateLimited is the error code of a publish the server did not take
-// because of its rate limit: nothing was appended, so it is sent again.
-const codeRateLimited = "rate_limited"
-
 // pub is a publish waiting for the server's answer.
 type pub struct {
 	id     string
@@ -50,7 +46,7 @@ func (c *Client) Publish(ctx context.Context, data []byte) (uint64, error) {
 	}
 	if int64(len(msg)) > c.cfg.maxMessageSize {
 		return 0, &PublishError{
-			Code:    "too_large",
+			Code:    CodeTooLarge,
 			Message: fmt.Sprintf("message of %d bytes exceeds the maximum message size of %d", len(msg), c.cfg.maxMessageSize),
 		}
 	}
@@ -99,7 +95,7 @@ func (c *Client) drop(p *pub) {
 // sent again once the window's pause is over; any other answer settles it.
 // Either way the window has room again, so the writer is woken.
 func (c *Client) answer(gen uint64, m *message) {
-	limited := m.Type == "error" && m.Code == codeRateLimited
+	limited := m.Type == "error" && m.Code == CodeRateLimited
 	c.mu.Lock()
 	p := c.pubs[m.ID]
 	if p == nil || p.gen != gen || gen != c.gen {

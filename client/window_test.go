@@ -56,7 +56,7 @@ func (c *Client) reply(gen uint64, id string, m message) (result, bool) {
 var (
 	acked   = message{Type: "ack", Seq: 7}
 	invalid = message{Type: "error", Code: "invalid"}
-	limited = message{Type: "error", Code: codeRateLimited}
+	limited = message{Type: "error", Code: CodeRateLimited}
 )
 
 func TestWindowBoundsInFlight(t *testing.T) {

@@ -94,7 +94,7 @@ func (rc *recorder) handle(ev client.Event) {
 
 // reset is the client's WithOnReset: the events up to head are skipped, and
 // said so.
-func (rc *recorder) reset(head uint64) {
+func (rc *recorder) reset(head uint64, _ string) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.resets = append(rc.resets, span{rc.last + 1, head})

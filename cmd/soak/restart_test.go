@@ -48,7 +48,7 @@ func TestRestartResetsClients(t *testing.T) {
 					defer mu.Unlock()
 					got = append(got, ev)
 				}),
-				client.WithOnReset(func(head uint64) {
+				client.WithOnReset(func(head uint64, _ string) {
 					mu.Lock()
 					defer mu.Unlock()
 					resets = append(resets, head)

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanout-go/fanout"
@@ -50,9 +51,13 @@ func TestBrowser(t *testing.T) {
 		if os.Getenv("FANOUT_BROWSER_TEST") == "require" {
 			t.Fatal(msg + " (FANOUT_BROWSER_TEST=require)")
 		}
+		browserSkipped = "it needs " + strings.Join(missing, ", ")
+		uncached()
 		t.Skip(msg)
 	}
 	if testing.Short() && os.Getenv("FANOUT_BROWSER_TEST") != "require" {
+		browserSkipped = "of -short"
+		uncached()
 		t.Skip("browser test skipped in -short mode")
 	}
 
@@ -102,6 +107,48 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("browser test timed out: %v", ctx.Err())
 	}
 	require.NoError(t, err, "browser test failed")
+}
+
+// browserSkipped says why TestBrowser was skipped, if it was; TestMain
+// announces it once the tests have run.
+var browserSkipped string
+
+// announceBrowserSkip says that TestBrowser was skipped, and how to run
+// it, where a person running go test sees it. go test ./... shows nothing
+// of a passing package's output without -v, so the line also goes to the
+// terminal (/dev/tty) when there is one.
+func announceBrowserSkip() {
+	if browserSkipped == "" {
+		return
+	}
+	line := browserSkipNotice(browserSkipped)
+	fmt.Print(line)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		_, _ = io.WriteString(tty, line)
+		_ = tty.Close()
+	}
+}
+
+// uncached keeps go test from caching this run's result. go test replays a
+// cached pass without running the tests, so a skip would be announced once
+// and then never again. It caches nothing that read a file of the module
+// changed within the last seconds: so the test reads one it has just
+// written (e2e/.browser-test-skipped, ignored by git, left for go test to
+// look at after the run).
+func uncached() {
+	mark := filepath.Join("e2e", ".browser-test-skipped")
+	if os.WriteFile(mark, []byte("TestBrowser skipped\n"), 0o644) == nil {
+		if f, err := os.Open(mark); err == nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// browserSkipNotice is the line that announces a skipped TestBrowser.
+func browserSkipNotice(why string) string {
+	return "examples/collab: the browser test was SKIPPED because " + why +
+		"; to run it: bash examples/collab/e2e/setup.sh && go test -race ./examples/collab" +
+		" (FANOUT_BROWSER_TEST=require makes a skip a failure)\n"
 }
 
 // harness is the example server as the browser test runs it: restartable
@@ -428,4 +475,14 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The skip notice says why, and what to run to enable the test.
+func TestBrowserSkipNotice(t *testing.T) {
+	n := browserSkipNotice("it needs node")
+	assert.Contains(t, n, "SKIPPED because it needs node")
+	assert.Contains(t, n, "bash examples/collab/e2e/setup.sh")
+	assert.Contains(t, n, "FANOUT_BROWSER_TEST=require")
+	assert.True(t, strings.HasSuffix(n, "\n"))
+	assert.Equal(t, 1, strings.Count(n, "\n"), "one line")
 }
