@@ -110,7 +110,7 @@ func (c *Conn) leave() {
 func (s *Session) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.admitted >= s.cfg.maxConns {
+	if s.closed || s.admitted >= s.cfg.maxConns || s.shared != nil && !s.ready {
 		return false
 	}
 	s.admitted++

@@ -52,7 +52,7 @@ func (h *history) at(s uint64) *event { return &h.ring[(s-1)%uint64(len(h.ring))
 // after unlocking.
 func (s *Session) commitLocked(data []byte, from, id string) uint64 {
 	b := make([]byte, 0, len(data)+len(from)+len(id)+64)
-	seq := s.log.append(wire.AppendEvent(b, s.log.head+1, data, from, id))
+	seq := s.window.append(wire.AppendEvent(b, s.window.head+1, data, from, id))
 	s.head.Store(seq)
 	s.published.Add(1)
 	return seq
@@ -65,7 +65,7 @@ func (s *Session) commitLocked(data []byte, from, id string) uint64 {
 func (s *Session) fill(after, upto uint64, buf []byte) (_ []byte, last uint64, n int, more bool, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	h := &s.log
+	h := &s.window
 	if after < h.floor() {
 		return buf, after, 0, false, false
 	}

@@ -11,7 +11,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	if s.closed {
 		return false
 	}
-	h := &s.log
+	h := &s.window
 	w := wire.Welcome{
 		Session:     s.name,
 		Epoch:       s.epoch,

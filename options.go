@@ -41,6 +41,7 @@ type config struct {
 	authenticate     func(*http.Request) (Identity, error)
 	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
 	onJoin, onLeave  func(*Conn)
+	log              Log
 }
 
 func defaultConfig() config {
@@ -202,3 +203,14 @@ func WithOnJoin(fn func(*Conn)) Option { return func(c *config) { c.onJoin = fn 
 // WithOnLeave sets a hook called after a connection has closed; Conn.CloseReason
 // tells why.
 func WithOnLeave(fn func(*Conn)) Option { return func(c *config) { c.onLeave = fn } }
+
+// WithLog has the session commit its events to l, a log that several
+// sessions, in this process or in others, may share: each serves the same
+// stream, and a client may resume on any of them. Publishes are acked only
+// once l committed them; when it cannot within 5 s, Publish returns an error
+// wrapping ErrUnavailable and a client publish gets error "unavailable"
+// (the client retries it; a retry of an id that was in fact committed gets
+// its original seq). The session keeps its own window of the last
+// WithHistory events, filled in order from l's tail, and serves connections
+// from it. Default: none, the session is its own log in memory.
+func WithLog(l Log) Option { return func(c *config) { c.log = l } }

@@ -143,11 +143,15 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	if !c.beginPublish() {
 		return 0, ""
 	}
-	var ack []byte
-	if seq, ok := s.publishFrom(c.identity.User, m.ID, data); ok {
-		ack = wire.AppendAck(nil, m.ID, seq)
+	var answer []byte
+	seq, err := s.publishFrom(c.ctx, c.identity.User, m.ID, data)
+	switch {
+	case err == nil:
+		answer = wire.AppendAck(nil, m.ID, seq)
+	case errors.Is(err, ErrUnavailable):
+		answer = wire.AppendError(nil, wire.CodeUnavailable, "the log cannot commit now; retry", m.ID)
 	}
-	c.endPublish(ack)
+	c.endPublish(answer)
 	return 0, ""
 }
 

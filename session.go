@@ -28,7 +28,9 @@ type Session struct {
 	accept websocket.AcceptOptions
 
 	mu        sync.RWMutex
-	log       history
+	window    history                 // the events connections are served from
+	shared    Log                     // WithLog; nil: the session is its own log
+	ready     bool                    // with shared: the window has the log's epoch
 	head      atomic.Uint64           // log.head, readable without the lock
 	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
 	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
@@ -39,7 +41,8 @@ type Session struct {
 	admitted  int // connections past admission, registered or not
 	closed    bool
 
-	wg sync.WaitGroup // admitted connections until their goroutines end, and the pacer
+	wg         sync.WaitGroup // admitted connections until their goroutines end, the pacer and the follower
+	stopFollow context.CancelFunc
 
 	published  atomic.Uint64
 	deduped    atomic.Uint64
@@ -76,27 +79,41 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		born:  time.Now(),
 		// No compression: events are framed once, by the session (wire.TextFrame).
 		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
-		log:    newHistory(cfg.history),
+		window: newHistory(cfg.history),
 		due:    make(chan struct{}, 1),
 		dedup:  newDedup(cfg.dedupWindow),
 		conns:  make(map[*Conn]struct{}),
 		users:  make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
+	if cfg.log != nil {
+		s.shared, s.epoch = cfg.log, ""
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopFollow = cancel
+		s.wg.Add(1)
+		go s.follow(ctx)
+	}
 	return s, nil
 }
 
 // Name returns the session's name.
 func (s *Session) Name() string { return s.name }
 
-// Epoch returns the name of this incarnation of the session's history.
-func (s *Session) Epoch() string { return s.epoch }
+// Epoch returns the name of this incarnation of the session's history;
+// on a shared log, empty until the session has read the log's epoch.
+func (s *Session) Epoch() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.epoch
+}
 
 // Publish appends data, which must be JSON in UTF-8, as the next event and returns
 // its seq. When it returns nil the event is committed: sequenced, in the
-// history window, and due to every connection. Data containing raw newlines
-// is compacted. It fails with ErrInvalidJSON, ErrTooLarge, ErrClosed or
-// ctx's error.
+// log, and due to every connection. Data containing raw newlines is
+// compacted. It fails with ErrInvalidJSON, ErrTooLarge, ErrClosed, ctx's
+// error, or, on a shared log that cannot commit, an error wrapping
+// ErrUnavailable (nothing was appended that any client will be told of as
+// acked; see WithLog).
 func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -107,6 +124,16 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 	data = wire.Compact(data)
 	if int64(len(data)) > s.cfg.maxMessageSize {
 		return 0, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), s.cfg.maxMessageSize)
+	}
+	if s.shared != nil {
+		if s.isClosed() {
+			return 0, ErrClosed
+		}
+		a, err := s.appendShared(ctx, "", "", data)
+		if err != nil && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return a.Seq, err
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -121,29 +148,46 @@ func (s *Session) Publish(ctx context.Context, data []byte) (uint64, error) {
 
 // publishFrom appends a client publish unless the same identity already
 // published id within the dedup window, in which case it returns the
-// original seq. ok is false when the session is closed.
-func (s *Session) publishFrom(user, id string, data []byte) (seq uint64, ok bool) {
+// original seq. It fails with ErrClosed, or ErrUnavailable from a shared
+// log.
+func (s *Session) publishFrom(ctx context.Context, user, id string, data []byte) (uint64, error) {
+	if s.shared != nil {
+		if s.isClosed() {
+			return 0, ErrClosed
+		}
+		a, err := s.appendShared(ctx, user, id, data)
+		return a.Seq, err
+	}
 	k := dedupKey{user: user, id: id}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return 0, false
+		return 0, ErrClosed
 	}
 	if seq, dup := s.dedup.lookup(k); dup {
 		s.mu.Unlock()
 		s.deduped.Add(1)
-		return seq, true
+		return seq, nil
 	}
-	seq = s.commitLocked(data, user, id)
+	seq := s.commitLocked(data, user, id)
 	s.dedup.remember(k, seq)
 	s.mu.Unlock()
 	s.wakePacer()
-	return seq, true
+	return seq, nil
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
 }
 
 // committed returns the seq of user's publish id if it is in the dedup
-// window.
+// window. On a shared log the log answers retries itself (Log.Append).
 func (s *Session) committed(user, id string) (uint64, bool) {
+	if s.shared != nil {
+		return 0, false
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.dedup.lookup(dedupKey{user: user, id: id})

@@ -52,6 +52,9 @@ func (s *Session) stop() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	if s.stopFollow != nil {
+		s.stopFollow()
+	}
 	out := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		out = append(out, c)

@@ -21,8 +21,8 @@ func (s *Session) Stats() Stats {
 	st := Stats{
 		Connections: len(s.conns),
 		Epoch:       s.epoch,
-		Head:        s.log.head,
-		Oldest:      s.log.oldest(),
+		Head:        s.window.head,
+		Oldest:      s.window.oldest(),
 	}
 	s.mu.RUnlock()
 	st.Published = s.published.Load()

@@ -21,6 +21,7 @@ const (
 	CodeForbidden   = "forbidden"
 	CodeRateLimited = "rate_limited"
 	CodeTooLarge    = "too_large"
+	CodeUnavailable = "unavailable"
 )
 
 // Ping is the encoded heartbeat message.
