@@ -41,19 +41,19 @@ func refs(pkg string, names ...string) []testRef {
 var guarantees = []guarantee{
 	{
 		claim: "**Order.** One gap-free sequence per session; every client sees the same order.",
-		tests: append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "TestTLSConnectionsGetEverything", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
+		tests: append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "TestTLSConnectionsGetEverything", "TestSharedLogTwoNodes", "TestMemoryLogConformance", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
 		soak:  "reorders and gaps per client",
 	},
 	{
 		claim: "**No silent loss.** A client is replayed what it missed, or told `resumed:false` with the head; a slow consumer is closed (4001), never skipped.",
-		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestWriteAfterStaleDeadline", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
+		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestWriteIgnoresStaleDeadline", "TestWriteTimesOut", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
 			refs("./client", "TestResumeAfterDrop", "TestResetOnUnknownEpoch", "TestFullBufferResumes")...),
 			refs("./cmd/soak", "TestRestartResetsClients")...),
 		soak: "loss per client, clients at head, the restart into a new epoch",
 	},
 	{
 		claim: "**Exactly-once effect.** Duplicates are dropped by seq; a retried publish id gets its original seq and is not appended twice.",
-		tests: append(root("TestPublishAckAndDedup", "TestLimitDedupWindow", "TestRetryOfCommittedPublishBypassesLimits"), refs("./client", "TestPublishRetriedExactlyOnce", "TestDuplicatesDropped", "TestChaos")...),
+		tests: append(root("TestPublishAckAndDedup", "TestLimitDedupWindow", "TestRetryOfCommittedPublishBypassesLimits", "TestPublishAnsweredIffCommitted", "TestSharedLogRetryOnOtherNode", "TestSharedLogUnavailable"), refs("./client", "TestPublishRetriedExactlyOnce", "TestDuplicatesDropped", "TestChaos")...),
 		soak:  "duplicates per client; publishes appended twice, missing or misplaced",
 	},
 	{
@@ -69,7 +69,7 @@ var guarantees = []guarantee{
 	},
 	{
 		claim: "**Liveness.** Heartbeats find dead peers; close codes arrive even after a long idle.",
-		tests: append(root("TestHeartbeatTimeout", "TestHeartbeatIntervalKeptWithLongTimeout", "TestCloseFrameSentAfterIdle", "TestClientPingAnswered"), refs("./client", "TestDeadServerDetected", "TestQuietServerIsNotDead")...),
+		tests: append(root("TestHeartbeatTimeout", "TestHeartbeatIntervalKeptWithLongTimeout", "TestCloseFrameSentAfterIdle", "TestNoDataAfterCloseFrame", "TestClientPingAnswered"), refs("./client", "TestDeadServerDetected", "TestQuietServerIsNotDead")...),
 		soak:  "heartbeats every 2 s throughout",
 	},
 	{
