@@ -275,6 +275,7 @@ export class FanoutClient {
     this.check();
     ws.onmessage = (e) => this.ws === ws && this.frame(ws, e.data);
     ws.onclose = (e) => this.ws === ws && this.closed(e.code, e.reason);
+    ws.onerror = () => {}; // a close follows; some WebSocket implementations throw an unheard error
   }
 
   /** A frame: one or more messages separated by "\n". */
@@ -520,7 +521,7 @@ export class FanoutClient {
 
   private detach() {
     const ws = this.ws;
-    if (ws) ws.onmessage = ws.onclose = null;
+    if (ws) ws.onmessage = ws.onclose = null; // onerror stays: a late error must find a listener
     this.ws = null;
     this.welcomed = false;
     this.clear('dead');
