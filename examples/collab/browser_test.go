@@ -189,6 +189,7 @@ func publishNote(s *fanout.Session, text string) error {
 //
 //	/drop?hold=MS      drop every WebSocket (the page sees 1006) and refuse
 //	                   new connections for MS milliseconds
+//	/hold, /release    refuse new connections from now on; stop refusing
 //	/stall?user=NAME   black-hole NAME's WebSockets: nothing passes either
 //	                   way, nothing is closed
 //	/deafen?user=NAME  black-hole what the server sends on NAME's
@@ -208,6 +209,14 @@ func (h *harness) controlHandler() http.Handler {
 		}
 		n := h.proxy.drop()
 		fmt.Fprintf(w, "dropped %d\n", n)
+	})
+	mux.HandleFunc("POST /hold", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy.setHold(true)
+		fmt.Fprintln(w, "holding")
+	})
+	mux.HandleFunc("POST /release", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy.setHold(false)
+		fmt.Fprintln(w, "released")
 	})
 	mux.HandleFunc("POST /stall", func(w http.ResponseWriter, r *http.Request) {
 		n := h.proxy.stall(r.URL.Query().Get("user"))

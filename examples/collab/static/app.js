@@ -12,8 +12,10 @@ import { FanoutClient, PublishError } from './fanout-client.js';
 
 const MAX_NAME = 32; // characters, as the server checks
 const MAX_NOTE = 280; // characters, as the server checks (it refuses longer notes)
-const MAX_ITEMS = 1000; // notes kept on the page and in sessionStorage
-const TICK_MS = 250; // saves the state and redraws the connection figures
+const MAX_ITEMS = 300; // notes kept in sessionStorage
+const MAX_ROWS = 200; // notes drawn: the last ones
+const TICK_MS = 250; // redraws the connection figures
+const SAVE_MS = 1000; // saves the state when it changed (and on pagehide)
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -68,7 +70,7 @@ function onEvent(e) {
   state.epoch = e.epoch;
   const item = { seq: e.seq, data: e.data, from: e.from ?? null, id: e.id ?? null };
   state.items.push(item);
-  if (state.items.length > MAX_ITEMS) state.items.splice(0, state.items.length - MAX_ITEMS);
+  if (state.items.length > 2 * MAX_ITEMS) trim();
   if (item.from === user && item.id !== null) {
     const p = state.pending.find((x) => x.id === item.id);
     if (p) p.seq = item.seq; // in the list now; still pending until its ack
@@ -157,6 +159,7 @@ function load() {
 
 function save() {
   dirty = false;
+  trim();
   try {
     sessionStorage.setItem(storageKey, JSON.stringify(state));
   } catch (err) {
@@ -165,16 +168,33 @@ function save() {
 }
 
 // ---- rendering --------------------------------------------------------------
-// New notes are appended to the list as they come (a burst of thousands a
-// second costs a few rows per task, never a redraw of the whole list).
+// New notes are appended to the list at most once a frame, and only the
+// last MAX_ROWS are drawn: a burst of thousands a second costs a few rows
+// per frame, never a redraw of the whole list.
 const rows = new Map(); // seq -> li, for the notes on the page
 let renderedSeq = 0; // the last note drawn
 let renderQueued = false;
 
+// Draws at most once a frame; a hidden tab gets no frames, so a timer
+// stands in (the list is drawn when the tab is seen again anyway).
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
-  setTimeout(render, 0);
+  const once = () => { if (renderQueued) render(); };
+  requestAnimationFrame(once);
+  setTimeout(once, 250);
+}
+
+// Whether the list follows new notes: true unless the reader scrolled up.
+let follow = true;
+el.items.addEventListener('scroll', () => {
+  const list = el.items;
+  follow = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+}, { passive: true });
+
+// trim keeps the last MAX_ITEMS notes (in batches, not one by one).
+function trim() {
+  if (state.items.length > MAX_ITEMS) state.items.splice(0, state.items.length - MAX_ITEMS);
 }
 
 function renderAll() {
@@ -186,11 +206,14 @@ function renderAll() {
 
 function render(initial = false) {
   renderQueued = false;
+  trim();
   const list = el.items;
-  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
   const waiting = new Set(state.pending.map((p) => p.id));
   const frag = document.createDocumentFragment();
-  for (let i = firstAfter(renderedSeq); i < state.items.length; i++) {
+  const first = Math.max(firstAfter(renderedSeq), state.items.length - MAX_ROWS);
+  // A few new notes are highlighted; a burst is not.
+  const highlight = !initial && state.items.length - first <= 20;
+  for (let i = first; i < state.items.length; i++) {
     const it = state.items[i];
     const mine = it.from === user && it.id !== null && waiting.has(it.id);
     const li = row(`#${it.seq}`, it.from, noteText(it.data), mine ? 'waiting for ack' : timeOf(it.data));
@@ -198,21 +221,20 @@ function render(initial = false) {
     li.data = it.data;
     if (it.from === user) li.classList.add('mine');
     if (mine) li.classList.add('pending');
-    if (!initial) li.classList.add('fresh');
+    if (highlight) li.classList.add('fresh');
     rows.set(it.seq, li);
     frag.append(li);
   }
   if (state.items.length) renderedSeq = state.items[state.items.length - 1].seq;
-  list.insertBefore(frag, list.querySelector('li[data-pending]'));
-  // Keep as many rows as the state keeps notes.
-  const oldest = state.items.length ? state.items[0].seq : Infinity;
+  list.insertBefore(frag, pendingRows ? list.querySelector('li[data-pending]') : null);
+  // Keep the last MAX_ROWS notes drawn.
   for (const [seq, li] of rows) {
-    if (seq >= oldest) break;
+    if (rows.size <= MAX_ROWS) break;
     li.remove();
     rows.delete(seq);
   }
-  if (atBottom) list.scrollTop = list.scrollHeight;
   renderPending();
+  if (follow) list.scrollTop = list.scrollHeight;
 }
 
 // firstAfter is the index of the first kept note after seq.
@@ -223,14 +245,17 @@ function firstAfter(seq) {
 }
 
 // renderPending draws the notes sent and not yet in the list, at its end.
+let pendingRows = 0;
 function renderPending() {
-  for (const li of el.items.querySelectorAll('li[data-pending]')) li.remove();
+  if (pendingRows) for (const li of el.items.querySelectorAll('li[data-pending]')) li.remove();
+  pendingRows = 0;
   for (const p of state.pending) {
     if (p.seq !== null) continue; // in the list already
     const li = row('…', user, p.text, connected ? 'sending…' : 'waiting for connection');
     li.classList.add('pending', 'mine');
     li.dataset.pending = p.id;
     el.items.append(li);
+    pendingRows++;
   }
   el.empty.hidden = state.items.length + state.pending.length > 0;
   renderStats();
@@ -386,10 +411,8 @@ el.composer.addEventListener('submit', (ev) => {
   el.text.focus();
 });
 
-setInterval(() => {
-  if (dirty) save();
-  renderStats();
-}, TICK_MS);
+setInterval(renderStats, TICK_MS);
+setInterval(() => dirty && save(), SAVE_MS);
 window.addEventListener('pagehide', save);
 
 updateComposer();
