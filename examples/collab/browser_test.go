@@ -61,44 +61,15 @@ func TestBrowser(t *testing.T) {
 		t.Skip("browser test skipped in -short mode")
 	}
 
-	logs := &lockedBuffer{}
-	h := &harness{
-		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		// Fast heartbeats, so that the page's pongs and its dead-server
-		// detection (heartbeat + 10 s) are exercised in seconds.
-		opts: []fanout.Option{
-			fanout.WithHeartbeat(time.Second, time.Second),
-			fanout.WithWriteTimeout(2 * time.Second),
-		},
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	}()
+	base, control := startHarness(t)
 
-	first, err := h.start()
-	require.NoError(t, err)
-	defer h.stopAll()
-
-	px, err := newProxy(first.addr)
-	require.NoError(t, err)
-	defer px.close()
-	h.proxy = px
-
-	ctl := &http.Server{Handler: h.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
-	ctlLn, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = ctl.Serve(ctlLn) }()
-	defer ctl.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "collab.e2e.mjs")
 	cmd.Dir = "e2e"
 	cmd.Env = append(os.Environ(),
-		"COLLAB_URL=http://"+px.addr(),
-		"COLLAB_CONTROL=http://"+ctlLn.Addr().String(),
+		"COLLAB_URL="+base,
+		"COLLAB_CONTROL="+control,
 	)
 	cmd.WaitDelay = 10 * time.Second // Chromium children must not hold the pipes open
 	out, err := cmd.CombinedOutput()
@@ -149,6 +120,45 @@ func browserSkipNotice(why string) string {
 	return "examples/collab: the browser test was SKIPPED because " + why +
 		"; to run it: bash examples/collab/e2e/setup.sh && go test -race ./examples/collab" +
 		" (FANOUT_BROWSER_TEST=require makes a skip a failure)\n"
+}
+
+// startHarness runs the example behind a proxy, with the control server
+// the scripts call, until the test ends. It returns the page's base URL
+// (through the proxy) and the control server's URL. The server log is
+// shown when the test fails.
+func startHarness(t *testing.T) (base, control string) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	h := &harness{
+		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Fast heartbeats, so that pongs and dead-server detection
+		// (heartbeat + the client's timeout) are exercised in seconds.
+		opts: []fanout.Option{
+			fanout.WithHeartbeat(time.Second, time.Second),
+			fanout.WithWriteTimeout(2 * time.Second),
+		},
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+
+	first, err := h.start()
+	require.NoError(t, err)
+	t.Cleanup(h.stopAll)
+
+	px, err := newProxy(first.addr)
+	require.NoError(t, err)
+	t.Cleanup(px.close)
+	h.proxy = px
+
+	ctl := &http.Server{Handler: h.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	ctlLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = ctl.Serve(ctlLn) }()
+	t.Cleanup(func() { _ = ctl.Close() })
+	return "http://" + px.addr(), "http://" + ctlLn.Addr().String()
 }
 
 // harness is the example server as the browser test runs it: restartable
@@ -226,10 +236,17 @@ func publishNote(s *fanout.Session, text string) error {
 //
 //	/drop?hold=MS      drop every WebSocket (the page sees 1006) and refuse
 //	                   new connections for MS milliseconds
+//	/hold, /release    refuse new connections from now on; stop refusing
 //	/stall?user=NAME   black-hole NAME's WebSockets: nothing passes either
 //	                   way, nothing is closed
+//	/deafen?user=NAME  black-hole what the server sends on NAME's
+//	                   WebSockets; what NAME sends still arrives
 //	/restart?notes=N   restart the server (new epoch) with N notes in it
-//	/publish?text=T    publish a note from the server
+//	/publish?text=T&n=N  publish N notes (default 1) from the server; with
+//	                   n, each text ends with its number
+//	/flood?rate=R&secs=S  publish R notes a second for S seconds, then
+//	                   answer {"published", "head", "ms"}
+//	/head              (GET) {"head", "epoch"} of the current server
 func (h *harness) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /drop", func(w http.ResponseWriter, r *http.Request) {
@@ -239,6 +256,14 @@ func (h *harness) controlHandler() http.Handler {
 		}
 		n := h.proxy.drop()
 		fmt.Fprintf(w, "dropped %d\n", n)
+	})
+	mux.HandleFunc("POST /hold", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy.setHold(true)
+		fmt.Fprintln(w, "holding")
+	})
+	mux.HandleFunc("POST /release", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy.setHold(false)
+		fmt.Fprintln(w, "released")
 	})
 	mux.HandleFunc("POST /stall", func(w http.ResponseWriter, r *http.Request) {
 		n := h.proxy.stall(r.URL.Query().Get("user"))
@@ -252,14 +277,70 @@ func (h *harness) controlHandler() http.Handler {
 		}
 		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session.Epoch())
 	})
+	mux.HandleFunc("POST /deafen", func(w http.ResponseWriter, r *http.Request) {
+		n := h.proxy.deafen(r.URL.Query().Get("user"))
+		fmt.Fprintf(w, "deafened %d\n", n)
+	})
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
-		if err := publishNote(h.server().app.session, r.URL.Query().Get("text")); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		text := r.URL.Query().Get("text")
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			n = 0
+		}
+		for i := 1; i <= max(n, 1); i++ {
+			t := text
+			if n > 0 {
+				t = fmt.Sprintf("%s %d", text, i)
+			}
+			if err := publishNote(h.server().app.session, t); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 		}
 		fmt.Fprintln(w, "published")
 	})
+	mux.HandleFunc("POST /flood", func(w http.ResponseWriter, r *http.Request) {
+		rate, _ := strconv.Atoi(r.URL.Query().Get("rate"))
+		secs, _ := strconv.ParseFloat(r.URL.Query().Get("secs"), 64)
+		if rate <= 0 || secs <= 0 {
+			http.Error(w, "rate and secs must be positive", http.StatusBadRequest)
+			return
+		}
+		n, took, err := h.flood(rate, time.Duration(secs*float64(time.Second)))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		st := h.server().app.session.Stats()
+		_ = json.NewEncoder(w).Encode(map[string]any{"published": n, "head": st.Head, "ms": took.Milliseconds()})
+	})
+	mux.HandleFunc("GET /head", func(w http.ResponseWriter, r *http.Request) {
+		st := h.server().app.session.Stats()
+		_ = json.NewEncoder(w).Encode(map[string]any{"head": st.Head, "epoch": st.Epoch})
+	})
 	return mux
+}
+
+// flood publishes rate notes a second for d, keeping to the rate however
+// late the ticker wakes. The notes are small, as a chat message would be.
+func (h *harness) flood(rate int, d time.Duration) (int, time.Duration, error) {
+	s := h.server().app.session
+	total := int(float64(rate) * d.Seconds())
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	n := 0
+	for n < total {
+		due := min(total, int(float64(rate)*time.Since(start).Seconds())+1)
+		for ; n < due; n++ {
+			data := fmt.Appendf(nil, `{"text":"flood %d"}`, n+1)
+			if _, err := s.Publish(context.Background(), data); err != nil {
+				return n, time.Since(start), err
+			}
+		}
+		<-tick.C
+	}
+	return n, time.Since(start), nil
 }
 
 // proxy forwards TCP connections to the current backend and can do to them
@@ -283,6 +364,7 @@ type link struct {
 	ws             bool   // a WebSocket: its request was for /ws
 	user           string // the request's ?user=
 	stalled        atomic.Bool
+	deaf           atomic.Bool // what the server sends is discarded
 }
 
 func newProxy(backend string) (*proxy, error) {
@@ -351,12 +433,12 @@ func (p *proxy) serve(client net.Conn) {
 	up := make(chan struct{})
 	go func() {
 		defer close(up)
-		l.pipe(server, br)
+		l.pipe(server, br, &l.stalled)
 		// The client is gone: so is the connection.
 		_ = client.Close()
 		_ = server.Close()
 	}()
-	l.pipe(client, server)
+	l.pipe(client, server, &l.deaf)
 	// The server is gone. A black-holed client hears nothing about it: it
 	// stays connected until it gives up by itself.
 	if !l.stalled.Load() {
@@ -365,12 +447,13 @@ func (p *proxy) serve(client net.Conn) {
 	<-up
 }
 
-// pipe copies src to dst, discarding everything once the link is stalled.
-func (l *link) pipe(dst io.Writer, src io.Reader) {
+// pipe copies src to dst, discarding everything once the link is stalled
+// or discard is set.
+func (l *link) pipe(dst io.Writer, src io.Reader, discard *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !l.stalled.Load() {
+		if n > 0 && !l.stalled.Load() && !discard.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -424,6 +507,14 @@ func (p *proxy) stall(user string) int {
 	ls := p.wsLinks(user)
 	for _, l := range ls {
 		l.stalled.Store(true)
+	}
+	return len(ls)
+}
+
+func (p *proxy) deafen(user string) int {
+	ls := p.wsLinks(user)
+	for _, l := range ls {
+		l.deaf.Store(true)
 	}
 	return len(ls)
 }

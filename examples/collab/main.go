@@ -6,9 +6,10 @@
 //	go run ./examples/collab -addr :9000
 //
 // The server side is one fanout.Session mounted at /ws next to the page. The
-// page (static/app.js) is the reference browser client of PROTOCOL.md: it
-// resumes from its last seq, drops duplicates, acks, answers heartbeats,
-// detects a dead server and retries its publishes with the same ids.
+// page (static/app.js) is built on the browser client package in js/, whose
+// committed build is static/fanout-client.js: it resumes from its last seq,
+// drops duplicates, acks, answers heartbeats, detects a dead server and
+// retries its publishes with the same ids.
 //
 // Authentication here is a stand-in: the identity is whatever the ?user=
 // query parameter says. See exampleAuth.
@@ -35,7 +36,8 @@ import (
 	"github.com/fanout-go/fanout"
 )
 
-// static holds the page: plain HTML, CSS and JavaScript, no build step.
+// static holds the page: plain HTML, CSS and JavaScript, and the browser
+// client's build, committed, so running the example needs no npm.
 //
 //go:embed static
 var static embed.FS

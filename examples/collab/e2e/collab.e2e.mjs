@@ -25,9 +25,9 @@ if (!BASE || !CONTROL) {
 
 // A hard stop, whatever hangs: the Go side reports the output.
 setTimeout(() => {
-  console.error('collab e2e: timed out after 150 s');
+  console.error('collab e2e: timed out after 220 s');
   process.exit(1);
-}, 150_000).unref();
+}, 220_000).unref();
 
 const STEP = { timeout: 60_000 };
 const WAIT = { timeout: 20_000 };
@@ -52,9 +52,10 @@ after(async () => {
 
 // openPage opens the example as user in a browser context of its own (its
 // own sessionStorage, like another browser).
-async function openPage(user) {
+async function openPage(user, init) {
   const context = await browser.newContext({ viewport: { width: 1180, height: 760 } });
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   page.on('pageerror', (err) => problems.push(`${user}: uncaught: ${err.message}`));
   page.on('console', (msg) => {
     const text = msg.text();
@@ -123,6 +124,42 @@ async function presence(page) {
   return page.$$eval('#presence li', (lis) => lis.map((li) => li.dataset.user));
 }
 
+// backgroundTab is an init script that lets a test put a page in the
+// background: window.toBackground() makes it report itself hidden (and tell
+// the page so), and from then on its timers wake at most once a second, on
+// whole seconds, which is how Chromium throttles the timers of hidden tabs.
+function backgroundTab() {
+  let hidden = false;
+  window.throttledWakeups = 0;
+  const setTimeout0 = window.setTimeout;
+  const setInterval0 = window.setInterval;
+  const aligned = (ms) => {
+    const due = Date.now() + Math.max(0, Number(ms) || 0);
+    return Math.ceil(due / 1000) * 1000 - Date.now();
+  };
+  window.setTimeout = (fn, ms, ...args) => {
+    if (!hidden) return setTimeout0(fn, ms, ...args);
+    window.throttledWakeups++;
+    return setTimeout0(fn, aligned(ms), ...args);
+  };
+  window.setInterval = (fn, ms, ...args) => setInterval0(fn, hidden ? Math.max(1000, ms) : ms, ...args);
+  Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+  Object.defineProperty(document, 'hidden', { get: () => hidden });
+  window.toBackground = () => {
+    hidden = true;
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
+}
+
+// observeLongTasks is an init script that records the duration of every
+// main-thread task over 50 ms (the Long Tasks API) in window.longTasks.
+function observeLongTasks() {
+  window.longTasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.longTasks.push(e.duration);
+  }).observe({ type: 'longtask', buffered: true });
+}
+
 // ---- the tests, in order: each builds on the list the previous left ---------
 
 test('collab page', async (t) => {
@@ -166,8 +203,9 @@ test('collab page', async (t) => {
   await t.test('dropped connections resume: nothing missing, no duplicates, pending publish resent', STEP, async () => {
     const before = { alice: await stat(pages.alice, 'reconnects'), bob: await stat(pages.bob, 'reconnects') };
     // Every WebSocket is cut (no close frame: 1006), and new connections
-    // are refused for a while.
-    await control('/drop?hold=2000');
+    // are refused until the test releases them.
+    await control('/hold');
+    await control('/drop');
     await pages.alice.waitForSelector('#status[data-state="reconnecting"]', WAIT);
 
     // Written while offline: shown as pending, sent after the reconnect.
@@ -175,6 +213,7 @@ test('collab page', async (t) => {
     await pages.alice.waitForSelector('#items li.pending:has-text("written offline")', WAIT);
     // Published while both pages are away: replayed on resume.
     await control('/publish?text=' + encodeURIComponent('while you were away'));
+    await control('/release');
 
     await connected(pages.alice);
     await connected(pages.bob);
@@ -186,21 +225,61 @@ test('collab page', async (t) => {
     assert.equal(await stat(pages.bob, 'resets'), 0, 'a resume, not a reset');
   });
 
+  await t.test('20 events published during a network cut are all recovered, once and in order', STEP, async () => {
+    const before = await stat(pages.alice, 'reconnects');
+    await control('/hold');
+    await control('/drop');
+    await control('/publish?n=20&text=' + encodeURIComponent('during the cut'));
+    await pages.alice.waitForSelector('#status[data-state="reconnecting"]', WAIT);
+    await control('/release');
+    await connected(pages.alice);
+    await connected(pages.bob);
+    const list = await sameEverywhere(26);
+    assert.deepEqual(list.slice(6).map((x) => x.text), Array.from({ length: 20 }, (_, i) => `during the cut ${i + 1}`));
+    assert.ok(await stat(pages.alice, 'reconnects') > before);
+    assert.equal(await stat(pages.alice, 'resets'), 0);
+  });
+
   await t.test('a silent server is detected (heartbeat + 10 s) and the page reconnects', STEP, async () => {
     const before = await stat(pages.bob, 'reconnects');
     const started = Date.now();
     // Nothing passes on bob's connection any more, and nothing closes it.
     assert.match(await control('/stall?user=bob'), /stalled 1/);
     await add(pages.alice, 'during the stall');
-    await settled(pages.alice, 7);
+    await settled(pages.alice, 27);
 
     await pages.bob.waitForFunction((n) => Number(document.getElementById('stat-reconnects').textContent) > n,
       before, { timeout: 40_000 });
     const took = Date.now() - started;
     assert.ok(took >= 9_000, `bob gave up on the server after ${took} ms, not before heartbeat + 10 s`);
     await connected(pages.bob);
-    const list = await sameEverywhere(7);
-    assert.deepEqual(list[6], { seq: 7, from: 'alice', text: 'during the stall' });
+    const list = await sameEverywhere(27);
+    assert.deepEqual(list[26], { seq: 27, from: 'alice', text: 'during the stall' });
+  });
+
+  await t.test('a tab in the background, its timers throttled, still detects a dead server and recovers', STEP, async () => {
+    // Headless Chromium keeps every page visible and its timers unthrottled,
+    // so this page is put in the background by hand: it reports itself
+    // hidden, and its timers wake at most once a second, on whole seconds,
+    // as Chromium's background tabs do (backgroundTab below).
+    const carol = await openPage('carol', backgroundTab);
+    await carol.evaluate(() => window.toBackground());
+    assert.equal(await carol.evaluate(() => document.visibilityState), 'hidden');
+    const before = await stat(carol, 'reconnects');
+    const started = Date.now();
+    assert.match(await control('/stall?user=carol'), /stalled 1/);
+    await add(pages.alice, 'while carol was in the background');
+    await carol.waitForFunction((n) => Number(document.getElementById('stat-reconnects').textContent) > n,
+      before, { timeout: 40_000 });
+    const took = Date.now() - started;
+    assert.ok(took >= 9_000, `carol gave up on the server after ${took} ms, not before heartbeat + 10 s`);
+    await carol.waitForFunction(() => [...document.querySelectorAll('#items li[data-seq] .text')]
+      .some((x) => x.textContent === 'while carol was in the background'), null, WAIT);
+    assert.equal(await carol.evaluate(() => document.visibilityState), 'hidden', 'still in the background');
+    assert.ok(await carol.evaluate(() => window.throttledWakeups) > 0, 'its timers were throttled');
+    console.log(`background tab: dead server left after ${took} ms (heartbeat 1 s + 10 s)`);
+    await carol.context().close();
+    await sameEverywhere(28);
   });
 
   await t.test('a server restart resets the history: the pages say so and resync', STEP, async () => {
@@ -214,6 +293,7 @@ test('collab page', async (t) => {
     }
     const list = await sameEverywhere(2);
     assert.deepEqual(list.map((x) => x.text), ['after restart 1', 'after restart 2']);
+    assert.match(await pages.alice.textContent('#notice-text'), /new epoch/);
     const epochAfter = await pages.alice.getAttribute('#stat-epoch', 'title');
     assert.notEqual(epochAfter, epochBefore);
     assert.equal(await pages.bob.getAttribute('#stat-epoch', 'title'), epochAfter);
@@ -243,6 +323,40 @@ test('collab page', async (t) => {
     await pages.alice.waitForTimeout(1500); // let the "new note" highlight fade
     await pages.alice.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`screenshot: ${SCREENSHOT}`);
+  });
+
+  // The long tasks are measured and reported, not asserted: on a 2-core
+  // machine the page shares with a race-instrumented server publishing
+  // 5,000 events a second, how long a task runs is set as much by the
+  // scheduler as by the page (README: "Browser client" gives the figures).
+  await t.test('5,000 events a second for 10 s: nothing lost; main-thread tasks over 50 ms reported', { timeout: 100_000 }, async () => {
+    // One page takes the flood; the others are closed so that they do not
+    // compete with it for the machine's CPUs.
+    for (const page of Object.values(pages)) await page.context().close();
+    const page = await openPage('flood', observeLongTasks);
+    // For comparison: the same page for 10 s with no events.
+    await page.evaluate(() => { window.longTasks = []; });
+    await page.waitForTimeout(10_000);
+    const idle = await page.evaluate(() => window.longTasks);
+    const start = JSON.parse(await (await fetch(CONTROL + '/head')).text()).head;
+    await page.evaluate(() => { window.longTasks = []; });
+    const flood = JSON.parse(await control('/flood?rate=5000&secs=10'));
+    const sent = Date.now();
+    await page.waitForFunction((head) => Number(document.getElementById('stat-seq').textContent) === head,
+      flood.head, { timeout: 30_000 });
+    const lag = Date.now() - sent;
+    const seqs = await page.$$eval('#items li[data-seq]', (lis) => lis.map((li) => Number(li.dataset.seq)));
+    assert.equal(flood.published, 50_000);
+    assert.equal(flood.head, start + 50_000);
+    assert.deepEqual(seqs, Array.from({ length: 200 }, (_, i) => flood.head - 199 + i), 'the last 200 drawn, consecutive');
+    assert.equal(await stat(page, 'reconnects'), 0, 'no gap, no drop: one connection took it all');
+    assert.equal(await stat(page, 'duplicates'), 0);
+    const longTasks = await page.evaluate(() => window.longTasks);
+    console.log(`responsiveness: ${flood.published} events in ${flood.ms} ms (${Math.round(flood.published / flood.ms * 1000)}/s); ` +
+      `page caught up ${lag} ms after the last publish; long tasks: ${longTasks.length}` +
+      (longTasks.length ? ` (longest ${Math.round(Math.max(...longTasks))} ms)` : '') +
+      `; the same page idle for 10 s before: ${idle.length} long tasks` +
+      (idle.length ? ` (longest ${Math.round(Math.max(...idle))} ms)` : ''));
   });
 
   await t.test('no page errors', () => {
