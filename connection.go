@@ -29,7 +29,8 @@ type Conn struct {
 	id       string
 	identity Identity
 	remote   string
-	user     *userState // set by register
+	user     *userState  // set by register
+	guard    *frameGuard // what the library reads the client through (guard.go)
 
 	sent        atomic.Uint64 // last seq handed to the socket
 	acked       atomic.Uint64 // highest seq the client acknowledged

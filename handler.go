@@ -2,15 +2,18 @@ package fanout
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // maxEpochLen bounds the epoch a client may send; ours are 16 bytes.
@@ -42,7 +45,8 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the slot is given back exactly once: below if the
 	// upgrade fails, otherwise when the connection's goroutine ends.
 
-	hw := &hijackRecorder{ResponseWriter: w}
+	guard := newFrameGuard(s.cfg.maxMessageSize, rate.NewLimiter(rate.Limit(s.cfg.inboundRate), s.cfg.inboundBurst))
+	hw := &hijackRecorder{ResponseWriter: w, guard: guard}
 	var c *Conn
 	opts := s.accept
 	// Client pings are read after c is set (by the connection's reader, or
@@ -61,6 +65,7 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
 	hw.sw.c = c
+	c.guard = guard
 	if !s.register(c, pos) {
 		c.abandon()
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
@@ -168,8 +173,9 @@ func truncate(s string, n int) string {
 // close handshake could wait seconds.
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn net.Conn
-	sw   *socketWriter // what the WebSocket library writes through
+	conn  net.Conn
+	sw    *socketWriter // what the WebSocket library writes through
+	guard *frameGuard   // what it reads through
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -184,14 +190,28 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// small client frames through the reader (larger reads bypass it) and
 	// writes only close frames through the writer; events go straight to
 	// the socket (Conn.write). Smaller buffers save most of 8 KiB per
-	// connection. Bytes a client sent ahead of the upgrade stay where they
-	// are: then net/http's reader is kept.
+	// connection. Everything the library reads passes the frame guard,
+	// bytes a client sent ahead of the upgrade first.
+	h.guard.src = c
 	r := brw.Reader
-	if r.Buffered() == 0 {
-		r = bufio.NewReaderSize(c, hijackReadBuffer)
+	if n := r.Buffered(); n > 0 {
+		b, _ := r.Peek(n)
+		h.guard.src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
 	}
-	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(h.sw, hijackWriteBuffer)), nil
+	// The library reads the client from the net.Conn it is handed
+	// (it resets the reader onto it), so that is where the guard goes.
+	gc := guardedConn{Conn: c, guard: h.guard}
+	r = bufio.NewReaderSize(gc, hijackReadBuffer)
+	return gc, bufio.NewReadWriter(r, bufio.NewWriterSize(h.sw, hijackWriteBuffer)), nil
 }
+
+// guardedConn is a hijacked connection whose reads pass the frame guard.
+type guardedConn struct {
+	net.Conn
+	guard *frameGuard
+}
+
+func (g guardedConn) Read(p []byte) (int, error) { return g.guard.Read(p) }
 
 // The buffers a hijacked connection gets (see hijackRecorder.Hijack). A
 // close frame, at most 127 bytes, fits the writer's and goes out in one

@@ -96,6 +96,7 @@ func hostileCases() []hostileCase {
 	}
 	reject := func(status int) outcome { return outcome{status: status} }
 	proto := outcome{close: 4000}
+	badText := outcome{close: 1007}
 	wsProto := outcome{close: 1002, reason: 1006} // the WebSocket layer's own protocol errors
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	id65 := strings.Repeat("i", 65)
@@ -177,6 +178,21 @@ func hostileCases() []hostileCase {
 		}, want: proto},
 		{name: "ack at max uint64", frames: [][]byte{textFrame(`{"type":"ack","seq":18446744073709551615}`)}, want: proto},
 
+		// RFC 6455 section 8.1: text that is not UTF-8 fails with 1007.
+		{name: "invalid UTF-8 in the publish id", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"\xff\",\"data\":\"ok\"}")}, want: badText},
+		{name: "invalid UTF-8 in publish data", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"u\",\"data\":\"\xfe\"}")}, want: badText},
+		{name: "invalid UTF-8 outside strings", frames: [][]byte{textFrame("{\"type\":\"pong\"}\xff")}, want: badText},
+		{name: "invalid UTF-8 in an ignored field", frames: [][]byte{textFrame("{\"type\":\"pong\",\"x\":\"\xc3\x28\"}")}, want: badText},
+		{name: "UTF-8 encoded surrogate", frames: [][]byte{textFrame("{\"type\":\"pong\",\"x\":\"\xed\xa0\x80\"}")}, want: badText},
+		{name: "invalid UTF-8 on a blank line", frames: [][]byte{textFrame("{\"type\":\"pong\"}\n\xff\n")}, want: badText},
+		{name: "close reason not UTF-8", frames: [][]byte{closeFrame(1000, "\xff\xfe")}, want: badText},
+		{name: "close reason cut inside a character", frames: [][]byte{closeFrame(1000, "ok\xe2\x9c")}, want: badText},
+		{name: "close reason in UTF-8", frames: [][]byte{closeFrame(1000, "bye ✓")}, want: outcome{close: 1000}},
+		{name: "character split across fragments", frames: [][]byte{
+			frameSpec{op: opText, notFin: true, payload: []byte("{\"type\":\"publish\",\"id\":\"split\xc3")}.encode(),
+			frameSpec{op: opContinuation, payload: []byte("\xa9\",\"data\":1}")}.encode(),
+		}, want: outcome{acks: 1, appended: 1}},
+
 		// Frames.
 		{name: "binary frame", frames: [][]byte{binaryFrame(`{"type":"pong"}`)}, want: proto},
 		{name: "empty binary frame", frames: [][]byte{binaryFrame("")}, want: proto},
@@ -190,6 +206,19 @@ func hostileCases() []hostileCase {
 		{name: "frame claiming 2^62 bytes", frames: [][]byte{
 			frameSpec{op: opText, payload: make([]byte, maxMessage+1), length: 1 << 62}.encode(),
 		}, want: outcome{close: 1009}},
+		{name: "header claiming 2^63-1 bytes, then silence", frames: [][]byte{
+			frameSpec{op: opText, length: 1<<63 - 1}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
+		{name: "header claiming 2^63 bytes", frames: [][]byte{
+			frameSpec{op: opText, length: 1 << 63}.encode(),
+		}, want: outcome{close: 1009}},
+		{name: "header one byte over the limit, then silence", frames: [][]byte{
+			frameSpec{op: opText, length: maxMessage + 1}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
+		{name: "fragment header taking the message over the limit", frames: [][]byte{
+			frameSpec{op: opText, notFin: true, payload: []byte(`{"type":"publish","id":"f","data":"` + strings.Repeat("x", 40000))}.encode(),
+			frameSpec{op: opContinuation, length: 30000}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
 		{name: "unmasked frame", frames: [][]byte{frameSpec{op: opText, unmasked: true, payload: []byte(`{"type":"pong"}`)}.encode()},
 			want: outcome{drop: true, reason: 1006}},
 		{name: "reserved bits set", frames: [][]byte{frameSpec{op: opText, rsv: 0x70, payload: []byte(`{"type":"pong"}`)}.encode()}, want: wsProto},
@@ -223,9 +252,6 @@ func hostileCases() []hostileCase {
 			frameSpec{op: opContinuation, payload: []byte(`"id":"frag","data":{"ok":true}}`)}.encode(),
 		}, want: outcome{acks: 1, appended: 1}},
 		{name: "client ping frame", frames: [][]byte{frameSpec{op: opPing, payload: []byte("hi")}.encode()}, want: outcome{}},
-		{name: "invalid UTF-8 in the publish id", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"\xff\",\"data\":\"ok\"}")}, want: proto},
-		{name: "invalid UTF-8 in publish data", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"u\",\"data\":\"\xfe\"}")}, want: proto},
-		{name: "invalid UTF-8 outside strings", frames: [][]byte{textFrame("{\"type\":\"pong\"}\xff")}, want: proto},
 		{name: "publish id of 64 bytes", frames: [][]byte{textFrame(publishMsg(strings.Repeat("i", 64), "1"))}, want: outcome{acks: 1, appended: 1}},
 		{name: "ack of exactly what was sent", framesFor: func(w msg) [][]byte {
 			return [][]byte{textFrame(fmt.Sprintf(`{"type":"ack","seq":%d}`, w.Head))}
@@ -271,6 +297,11 @@ func hostileCases() []hostileCase {
 			}
 			return fs
 		}, want: outcome{close: 1008}},
+		{name: "WebSocket ping flood", frames: [][]byte{bytes.Repeat(frameSpec{op: opPing, payload: []byte("p")}.encode(), 20000)},
+			want: outcome{close: 1008}},
+		{name: "WebSocket empty ping flood in many writes", run: pingFlood, want: outcome{}},
+		{name: "unsolicited pong flood", frames: [][]byte{bytes.Repeat(frameSpec{op: opPong}.encode(), 20000)},
+			want: outcome{close: 1008}},
 		{name: "reader that never reads", run: neverReads, want: outcome{appended: neverReadsEvents, slow: 1}},
 	}
 }
@@ -647,6 +678,38 @@ func manyConnsOneIdentity(t *testing.T, h *hostileHarness) {
 			}
 		}
 	}
+}
+
+// pingFlood sends WebSocket pings as fast as the socket takes them, a
+// frame per write, until the server closes the connection with 1008.
+func pingFlood(t *testing.T, h *hostileHarness) {
+	res := rawDial(t, h.addr, "", user("mallory"))
+	require.Equal(t, http.StatusSwitchingProtocols, res.status)
+	c := res.conn
+	local := c.nc.LocalAddr().String()
+	ping := frameSpec{op: opPing}.encode()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := c.nc.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	code, err := c.closeCodeUntilEOF(10 * time.Second)
+	close(stop)
+	<-done
+	require.NoError(t, err)
+	assert.Equal(t, 1008, code)
+	assert.Equal(t, fanout.ClosePolicy, h.reasonOf(t, local))
 }
 
 // surrogateIDsDoNotCollide publishes with an id, then with ids that a
