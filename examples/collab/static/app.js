@@ -35,6 +35,8 @@
   // codes"); every other code, 1006 included, means reconnect and resume.
   const TERMINAL = new Map([
     [1000, 'the server ended the connection'],
+    [1002, 'WebSocket protocol error (1002)'],
+    [1007, 'invalid UTF-8 (1007)'],
     [1008, 'closed for flooding (1008)'],
     [1009, 'a message was too big (1009)'],
     [4000, 'protocol error (4000)'],
