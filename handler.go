@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -23,9 +24,14 @@ const maxEpochLen = 64
 // upgrades it to a WebSocket and starts serving the connection, in a
 // goroutine of its own; it returns once the connection is established.
 // Before the upgrade it answers 400 for a malformed resume position, 401
-// when the authentication hook refuses, 403 for a foreign origin and 503 at
-// the connection limit or after Shutdown.
+// when the authentication hook refuses, 403 for a foreign origin or a host
+// not listed by WithHosts, and 503 at the connection limit or after
+// Shutdown.
 func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.hosts != nil && !hostAllowed(s.cfg.hosts, r.Host) {
+		http.Error(w, "host not allowed", http.StatusForbidden)
+		return
+	}
 	pos, err := parseResume(r.URL.Query())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -123,6 +129,37 @@ func (s *Session) release() {
 	s.admitted--
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// hostAllowed reports whether the request's Host matches one of hosts (see
+// WithHosts).
+func hostAllowed(hosts []string, host string) bool {
+	name, port := splitHost(host)
+	for _, h := range hosts {
+		hn, hp := splitHost(h)
+		if strings.EqualFold(hn, name) && (hp == "" || hp == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHost splits "name:port", "[v6]:port", "name", "[v6]" or "v6" into
+// the name, without brackets, and the port, "" when there is none.
+func splitHost(h string) (name, port string) {
+	if n, p, err := net.SplitHostPort(h); err == nil {
+		return n, p
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ""
+}
+
+func validHosts(hosts []string) bool {
+	for _, h := range hosts {
+		if n, _ := splitHost(h); n == "" {
+			return false
+		}
+	}
+	return len(hosts) > 0
 }
 
 // resumePos is a client's requested starting point.

@@ -94,6 +94,13 @@ func hostileCases() []hostileCase {
 		hd.Set(k, v)
 		return hd
 	}
+	withAll := func(kv ...string) http.Header {
+		hd := user("mallory")
+		for i := 0; i < len(kv); i += 2 {
+			hd.Set(kv[i], kv[i+1])
+		}
+		return hd
+	}
 	reject := func(status int) outcome { return outcome{status: status} }
 	proto := outcome{close: 4000}
 	badText := outcome{close: 1007}
@@ -110,6 +117,9 @@ func hostileCases() []hostileCase {
 		{name: "origin with userinfo trick", hdr: with("Origin", "https://trusted.example@evil.example"), want: reject(403)},
 		{name: "opaque null origin", hdr: with("Origin", "null"), want: reject(403)},
 		{name: "allowed origin", hdr: with("Origin", "https://trusted.example"), want: outcome{}},
+		{name: "DNS rebinding: foreign host, same origin", hdr: withAll("Host", "evil.example:18777", "Origin", "http://evil.example:18777"), want: reject(403)},
+		{name: "foreign host, no origin", hdr: with("Host", "evil.example"), want: reject(403)},
+		{name: "listed host in other case", hdr: with("Host", "LOCALHOST"), want: outcome{}},
 		{name: "negative after", query: "after=-1", want: reject(400)},
 		{name: "non-numeric after", query: "after=abc", want: reject(400)},
 		{name: "overflowing after", query: "after=18446744073709551616", want: reject(400)},
@@ -339,6 +349,7 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 	},
 		fanout.WithAuthenticate(authByHeader),
 		fanout.WithOrigins("trusted.example"),
+		fanout.WithHosts("127.0.0.1", "localhost"),
 		fanout.WithMaxConnections(hostileMaxConns),
 		// The default burst, and a refill slow enough that a flood's refusals
 		// come in a row however slowly the machine runs.
