@@ -125,8 +125,10 @@ const defaultBatchWindow = 5 * time.Millisecond
 // 5 ms.
 func WithBatchWindow(d time.Duration) Option { return func(c *config) { c.batchWindow = d } }
 
-// WithMaxConnections caps the connections a session serves at once; past it,
-// ServeHTTP answers 503 before upgrading. Default 10,000.
+// WithMaxConnections caps the WebSocket connections a session serves at
+// once, from admission to close; past it, ServeHTTP answers 503 before
+// upgrading. Plain HTTP requests and idle keep-alive connections are not
+// counted: the http.Server's timeouts bound those. Default 10,000.
 func WithMaxConnections(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithMaxMessageSize caps the size of one frame from a client (larger closes
