@@ -119,3 +119,30 @@ func TestFrameGuard(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFrameGuard is the guard's cost on the bytes it follows: large
+// frames, whose payload it skips, and small ones, whose headers it reads.
+func BenchmarkFrameGuard(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"64KiB", guardFrame(0x81, -1, make([]byte, 64<<10))},
+		{"100B", guardFrame(0x81, -1, make([]byte, 100))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			stream := bytes.Repeat(tc.frame, max(1, (256<<10)/len(tc.frame)))
+			buf := make([]byte, 32<<10)
+			b.SetBytes(int64(len(stream)))
+			for b.Loop() {
+				g := newFrameGuard(64<<10, nil)
+				g.src = bytes.NewReader(stream)
+				for {
+					if _, err := g.Read(buf); err != nil {
+						break
+					}
+				}
+			}
+		})
+	}
+}

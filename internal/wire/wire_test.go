@@ -209,3 +209,20 @@ func TestTextFrame(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkDecodeClient(b *testing.B) {
+	for _, line := range []string{
+		`{"type":"publish","id":"p-12345","data":{"text":"hello, world","at":"2026-01-01T00:00:00Z"}}`,
+		`{"type":"ack","seq":123456}`,
+		`{"type":"pong"}`,
+	} {
+		b.Run(line[9:13], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeClient([]byte(line)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
