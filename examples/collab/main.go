@@ -131,6 +131,7 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second, // stops slowloris handshakes
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// A request that is not a WebSocket must be read within
 		// ReadTimeout, and a keep-alive connection with no request is
 		// closed after IdleTimeout, so idle clients cannot hold every
@@ -138,7 +139,6 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		// deadlines when the session takes the connection over.
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// http.Server.Shutdown does not close WebSockets (they are hijacked):
 	// the session does, with 1001, so pages resume after a restart.
