@@ -25,7 +25,8 @@ type Conn struct {
 	id       string
 	identity Identity
 	remote   string
-	user     *userState // set by register
+	user     *userState  // set by register
+	guard    *frameGuard // what the library reads the client through (guard.go)
 
 	acked     atomic.Uint64 // highest seq the client acknowledged
 	lastHeard atomic.Int64  // Session.now of the last message from the client

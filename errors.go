@@ -64,6 +64,7 @@ const (
 	CloseNormal           CloseCode = 1000 // normal closure
 	CloseGoingAway        CloseCode = 1001 // server shutting down: reconnect and resume
 	CloseAbnormal         CloseCode = 1006 // the connection dropped without a close frame
+	CloseInvalidData      CloseCode = 1007 // invalid UTF-8 in a text frame or a close reason
 	ClosePolicy           CloseCode = 1008 // sustained abuse
 	CloseTooBig           CloseCode = 1009 // a frame exceeded the maximum message size
 	CloseInternalError    CloseCode = 1011 // a host hook failed on this connection, or the host closed it so

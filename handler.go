@@ -2,9 +2,11 @@ package fanout
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // maxEpochLen bounds the epoch a client may send; ours are 16 bytes.
@@ -23,9 +26,14 @@ const maxEpochLen = 64
 // goroutine of its own; it returns once the connection is established.
 // Before the upgrade it answers 400 for a malformed resume position, 401
 // when the authentication hook refuses (403, or another 4xx, when its
-// error says so: see WithAuthenticate), 403 for a foreign origin and 503
-// at the connection limit or after Shutdown.
+// error says so: see WithAuthenticate), 403 for a foreign origin or a host
+// not listed by WithHosts, and 503 at the connection limit or after
+// Shutdown.
 func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.hosts != nil && !hostAllowed(s.cfg.hosts, r.Host) {
+		http.Error(w, "host not allowed", http.StatusForbidden)
+		return
+	}
 	pos, err := parseResume(r.URL.Query())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -47,7 +55,8 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the slot is given back exactly once: below if the
 	// upgrade fails, otherwise when the connection's goroutine ends.
 
-	hw := &hijackRecorder{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
+	guard := newFrameGuard(s.cfg.maxMessageSize, rate.NewLimiter(rate.Limit(s.cfg.inboundRate), s.cfg.inboundBurst))
+	hw := &hijackRecorder{ResponseWriter: w, guard: guard, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn
 	opts := s.accept
 	// Client pings are read after c is set (by the connection's reader, or
@@ -66,6 +75,7 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
 	hw.sw.c = c
+	c.guard = guard
 	if !s.register(c, pos) {
 		c.abandon()
 		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
@@ -125,6 +135,37 @@ func (s *Session) release() {
 	s.wg.Done()
 }
 
+// hostAllowed reports whether the request's Host matches one of hosts (see
+// WithHosts).
+func hostAllowed(hosts []string, host string) bool {
+	name, port := splitHost(host)
+	for _, h := range hosts {
+		hn, hp := splitHost(h)
+		if strings.EqualFold(hn, name) && (hp == "" || hp == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHost splits "name:port", "[v6]:port", "name", "[v6]" or "v6" into
+// the name, without brackets, and the port, "" when there is none.
+func splitHost(h string) (name, port string) {
+	if n, p, err := net.SplitHostPort(h); err == nil {
+		return n, p
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ""
+}
+
+func validHosts(hosts []string) bool {
+	for _, h := range hosts {
+		if n, _ := splitHost(h); n == "" {
+			return false
+		}
+	}
+	return len(hosts) > 0
+}
+
 // resumePos is a client's requested starting point.
 type resumePos struct {
 	resume bool
@@ -173,8 +214,9 @@ func truncate(s string, n int) string {
 // close handshake could wait seconds.
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn net.Conn
-	sw   *socketWriter // what the WebSocket library writes through
+	conn  net.Conn
+	sw    *socketWriter // what the WebSocket library writes through
+	guard *frameGuard   // what it reads through
 
 	writeTimeout time.Duration // bounds each of the library's writes
 }
@@ -191,14 +233,28 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// small client frames through the reader (larger reads bypass it) and
 	// writes only close frames through the writer; events go straight to
 	// the socket (Conn.offer, Conn.write). Smaller buffers save most of 8 KiB per
-	// connection. Bytes a client sent ahead of the upgrade stay where they
-	// are: then net/http's reader is kept.
+	// connection. Everything the library reads passes the frame guard,
+	// bytes a client sent ahead of the upgrade first.
+	h.guard.src = c
 	r := brw.Reader
-	if r.Buffered() == 0 {
-		r = bufio.NewReaderSize(c, hijackReadBuffer)
+	if n := r.Buffered(); n > 0 {
+		b, _ := r.Peek(n)
+		h.guard.src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
 	}
-	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(h.sw, hijackWriteBuffer)), nil
+	// The library reads the client from the net.Conn it is handed
+	// (it resets the reader onto it), so that is where the guard goes.
+	gc := guardedConn{Conn: c, guard: h.guard}
+	r = bufio.NewReaderSize(gc, hijackReadBuffer)
+	return gc, bufio.NewReadWriter(r, bufio.NewWriterSize(h.sw, hijackWriteBuffer)), nil
 }
+
+// guardedConn is a hijacked connection whose reads pass the frame guard.
+type guardedConn struct {
+	net.Conn
+	guard *frameGuard
+}
+
+func (g guardedConn) Read(p []byte) (int, error) { return g.guard.Read(p) }
 
 // The buffers a hijacked connection gets (see hijackRecorder.Hijack). A
 // close frame, at most 127 bytes, fits the writer's and goes out in one

@@ -94,8 +94,16 @@ func hostileCases() []hostileCase {
 		hd.Set(k, v)
 		return hd
 	}
+	withAll := func(kv ...string) http.Header {
+		hd := user("mallory")
+		for i := 0; i < len(kv); i += 2 {
+			hd.Set(kv[i], kv[i+1])
+		}
+		return hd
+	}
 	reject := func(status int) outcome { return outcome{status: status} }
 	proto := outcome{close: 4000}
+	badText := outcome{close: 1007}
 	wsProto := outcome{close: 1002, reason: 1006} // the WebSocket layer's own protocol errors
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	id65 := strings.Repeat("i", 65)
@@ -109,6 +117,9 @@ func hostileCases() []hostileCase {
 		{name: "origin with userinfo trick", hdr: with("Origin", "https://trusted.example@evil.example"), want: reject(403)},
 		{name: "opaque null origin", hdr: with("Origin", "null"), want: reject(403)},
 		{name: "allowed origin", hdr: with("Origin", "https://trusted.example"), want: outcome{}},
+		{name: "DNS rebinding: foreign host, same origin", hdr: withAll("Host", "evil.example:18777", "Origin", "http://evil.example:18777"), want: reject(403)},
+		{name: "foreign host, no origin", hdr: with("Host", "evil.example"), want: reject(403)},
+		{name: "listed host in other case", hdr: with("Host", "LOCALHOST"), want: outcome{}},
 		{name: "negative after", query: "after=-1", want: reject(400)},
 		{name: "non-numeric after", query: "after=abc", want: reject(400)},
 		{name: "overflowing after", query: "after=18446744073709551616", want: reject(400)},
@@ -144,6 +155,14 @@ func hostileCases() []hostileCase {
 		{name: "type in other case", frames: [][]byte{textFrame(`{"type":"PUBLISH","id":"x","data":1}`)}, want: proto},
 		{name: "server-only type", frames: [][]byte{textFrame(`{"type":"event","seq":1,"data":1}`)}, want: proto},
 		{name: "duplicate type key", frames: [][]byte{textFrame(`{"type":"pong","type":"subscribe"}`)}, want: proto},
+		{name: "keys in other case", frames: [][]byte{textFrame(`{"TYPE":"publish","ID":"k","DATA":1}`)}, want: proto},
+		{name: "id key in other case", frames: [][]byte{textFrame(`{"type":"publish","Id":"k","data":1}`)}, want: proto},
+		{name: "repeated type key, the last a publish", frames: [][]byte{textFrame(`{"type":"ack","type":"publish","id":"d","data":1}`)}, want: proto},
+		{name: "repeated id key", frames: [][]byte{textFrame(`{"type":"publish","id":"d1","id":"d2","data":1}`)}, want: proto},
+		{name: "repeated unknown key", frames: [][]byte{textFrame(`{"type":"publish","id":"d3","data":1,"x":1,"x":2}`)}, want: proto},
+		{name: "publish id with a lone high surrogate", frames: [][]byte{textFrame(`{"type":"publish","id":"c\ud800","data":1}`)}, want: proto},
+		{name: "publish id with a lone low surrogate", frames: [][]byte{textFrame(`{"type":"publish","id":"c\udc00","data":1}`)}, want: proto},
+		{name: "ids that collided after a lossy decode", run: surrogateIDsDoNotCollide, want: outcome{appended: 1}},
 		{name: "two values on one line", frames: [][]byte{textFrame(`{"type":"pong"}{"type":"pong"}`)}, want: proto},
 		{name: "NUL byte after the value", frames: [][]byte{textFrame("{\"type\":\"pong\"}\x00")}, want: proto},
 		{name: "raw control byte in a string", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"a\",\"data\":\"\x01\"}")}, want: proto},
@@ -169,6 +188,21 @@ func hostileCases() []hostileCase {
 		}, want: proto},
 		{name: "ack at max uint64", frames: [][]byte{textFrame(`{"type":"ack","seq":18446744073709551615}`)}, want: proto},
 
+		// RFC 6455 section 8.1: text that is not UTF-8 fails with 1007.
+		{name: "invalid UTF-8 in the publish id", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"\xff\",\"data\":\"ok\"}")}, want: badText},
+		{name: "invalid UTF-8 in publish data", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"u\",\"data\":\"\xfe\"}")}, want: badText},
+		{name: "invalid UTF-8 outside strings", frames: [][]byte{textFrame("{\"type\":\"pong\"}\xff")}, want: badText},
+		{name: "invalid UTF-8 in an ignored field", frames: [][]byte{textFrame("{\"type\":\"pong\",\"x\":\"\xc3\x28\"}")}, want: badText},
+		{name: "UTF-8 encoded surrogate", frames: [][]byte{textFrame("{\"type\":\"pong\",\"x\":\"\xed\xa0\x80\"}")}, want: badText},
+		{name: "invalid UTF-8 on a blank line", frames: [][]byte{textFrame("{\"type\":\"pong\"}\n\xff\n")}, want: badText},
+		{name: "close reason not UTF-8", frames: [][]byte{closeFrame(1000, "\xff\xfe")}, want: badText},
+		{name: "close reason cut inside a character", frames: [][]byte{closeFrame(1000, "ok\xe2\x9c")}, want: badText},
+		{name: "close reason in UTF-8", frames: [][]byte{closeFrame(1000, "bye ✓")}, want: outcome{close: 1000}},
+		{name: "character split across fragments", frames: [][]byte{
+			frameSpec{op: opText, notFin: true, payload: []byte("{\"type\":\"publish\",\"id\":\"split\xc3")}.encode(),
+			frameSpec{op: opContinuation, payload: []byte("\xa9\",\"data\":1}")}.encode(),
+		}, want: outcome{acks: 1, appended: 1}},
+
 		// Frames.
 		{name: "binary frame", frames: [][]byte{binaryFrame(`{"type":"pong"}`)}, want: proto},
 		{name: "empty binary frame", frames: [][]byte{binaryFrame("")}, want: proto},
@@ -182,6 +216,19 @@ func hostileCases() []hostileCase {
 		{name: "frame claiming 2^62 bytes", frames: [][]byte{
 			frameSpec{op: opText, payload: make([]byte, maxMessage+1), length: 1 << 62}.encode(),
 		}, want: outcome{close: 1009}},
+		{name: "header claiming 2^63-1 bytes, then silence", frames: [][]byte{
+			frameSpec{op: opText, length: 1<<63 - 1}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
+		{name: "header claiming 2^63 bytes", frames: [][]byte{
+			frameSpec{op: opText, length: 1 << 63}.encode(),
+		}, want: outcome{close: 1009}},
+		{name: "header one byte over the limit, then silence", frames: [][]byte{
+			frameSpec{op: opText, length: maxMessage + 1}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
+		{name: "fragment header taking the message over the limit", frames: [][]byte{
+			frameSpec{op: opText, notFin: true, payload: []byte(`{"type":"publish","id":"f","data":"` + strings.Repeat("x", 40000))}.encode(),
+			frameSpec{op: opContinuation, length: 30000}.encode(),
+		}, silent: true, want: outcome{close: 1009}},
 		{name: "unmasked frame", frames: [][]byte{frameSpec{op: opText, unmasked: true, payload: []byte(`{"type":"pong"}`)}.encode()},
 			want: outcome{drop: true, reason: 1006}},
 		{name: "reserved bits set", frames: [][]byte{frameSpec{op: opText, rsv: 0x70, payload: []byte(`{"type":"pong"}`)}.encode()}, want: wsProto},
@@ -215,15 +262,6 @@ func hostileCases() []hostileCase {
 			frameSpec{op: opContinuation, payload: []byte(`"id":"frag","data":{"ok":true}}`)}.encode(),
 		}, want: outcome{acks: 1, appended: 1}},
 		{name: "client ping frame", frames: [][]byte{frameSpec{op: opPing, payload: []byte("hi")}.encode()}, want: outcome{}},
-		{name: "invalid UTF-8 in the publish id", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"\xff\",\"data\":\"ok\"}")},
-			want: outcome{acks: 1, appended: 1},
-			check: func(t *testing.T, evs []msg) {
-				require.Len(t, evs, 1)
-				assert.Equal(t, "\ufffd", evs[0].ID, "invalid UTF-8 reaches others only as U+FFFD")
-				assert.Equal(t, "mallory", evs[0].From)
-			}},
-		{name: "invalid UTF-8 in publish data", frames: [][]byte{textFrame("{\"type\":\"publish\",\"id\":\"u\",\"data\":\"\xfe\"}")}, want: proto},
-		{name: "invalid UTF-8 outside strings", frames: [][]byte{textFrame("{\"type\":\"pong\"}\xff")}, want: proto},
 		{name: "publish id of 64 bytes", frames: [][]byte{textFrame(publishMsg(strings.Repeat("i", 64), "1"))}, want: outcome{acks: 1, appended: 1}},
 		{name: "ack of exactly what was sent", framesFor: func(w msg) [][]byte {
 			return [][]byte{textFrame(fmt.Sprintf(`{"type":"ack","seq":%d}`, w.Head))}
@@ -269,6 +307,11 @@ func hostileCases() []hostileCase {
 			}
 			return fs
 		}, want: outcome{close: 1008}},
+		{name: "WebSocket ping flood", frames: [][]byte{bytes.Repeat(frameSpec{op: opPing, payload: []byte("p")}.encode(), 20000)},
+			want: outcome{close: 1008}},
+		{name: "WebSocket empty ping flood in many writes", run: pingFlood, want: outcome{}},
+		{name: "unsolicited pong flood", frames: [][]byte{bytes.Repeat(frameSpec{op: opPong}.encode(), 20000)},
+			want: outcome{close: 1008}},
 		{name: "reader that never reads", run: neverReads, want: outcome{appended: neverReadsEvents, slow: 1}},
 	}
 }
@@ -306,6 +349,7 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 	},
 		fanout.WithAuthenticate(authByHeader),
 		fanout.WithOrigins("trusted.example"),
+		fanout.WithHosts("127.0.0.1", "localhost"),
 		fanout.WithMaxConnections(hostileMaxConns),
 		// The default burst, and a refill slow enough that a flood's refusals
 		// come in a row however slowly the machine runs.
@@ -644,6 +688,52 @@ func manyConnsOneIdentity(t *testing.T, h *hostileHarness) {
 				break
 			}
 		}
+	}
+}
+
+// pingFlood sends WebSocket pings as fast as the socket takes them, a
+// frame per write, until the server closes the connection with 1008.
+func pingFlood(t *testing.T, h *hostileHarness) {
+	res := rawDial(t, h.addr, "", user("mallory"))
+	require.Equal(t, http.StatusSwitchingProtocols, res.status)
+	c := res.conn
+	local := c.nc.LocalAddr().String()
+	ping := frameSpec{op: opPing}.encode()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := c.nc.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	code, err := c.closeCodeUntilEOF(10 * time.Second)
+	close(stop)
+	<-done
+	require.NoError(t, err)
+	assert.Equal(t, 1008, code)
+	assert.Equal(t, fanout.ClosePolicy, h.reasonOf(t, local))
+}
+
+// surrogateIDsDoNotCollide publishes with an id, then with ids that a
+// lossy decoder would turn into the same string (c U+FFFD): those are
+// refused with 4000, so they are neither acked with the first one's seq
+// nor dropped as its duplicate.
+func surrogateIDsDoNotCollide(t *testing.T, h *hostileHarness) {
+	publishAndAck(t, h, "mallory", "c\ufffd")
+	for _, id := range []string{`c\ud800`, `c\udc00`} {
+		res := rawDial(t, h.addr, "", user("mallory"))
+		require.Equal(t, http.StatusSwitchingProtocols, res.status)
+		res.conn.write(t, textFrame(`{"type":"publish","id":"`+id+`","data":"other"}`))
+		h.expectClose(t, res.conn, outcome{close: 4000}, false)
 	}
 }
 

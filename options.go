@@ -33,6 +33,7 @@ type config struct {
 	inboundRate      float64
 	inboundBurst     int
 	origins          []string
+	hosts            []string // nil: any Host
 	dedupWindow      int
 	presence         bool
 	linger           time.Duration // how long an idle writer waits; tests shorten it
@@ -83,6 +84,8 @@ func (c *config) validateConfig() error {
 		return fmt.Errorf("%w: publish rate and burst must be positive", ErrInvalidOption)
 	case c.dedupWindow < 1:
 		return fmt.Errorf("%w: dedup window must be at least 1, got %d", ErrInvalidOption, c.dedupWindow)
+	case c.hosts != nil && !validHosts(c.hosts):
+		return fmt.Errorf("%w: WithHosts needs at least one host, none empty", ErrInvalidOption)
 	case c.logger == nil:
 		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
@@ -126,8 +129,10 @@ const defaultBatchWindow = 5 * time.Millisecond
 // 5 ms.
 func WithBatchWindow(d time.Duration) Option { return func(c *config) { c.batchWindow = d } }
 
-// WithMaxConnections caps the connections a session serves at once; past it,
-// ServeHTTP answers 503 before upgrading. Default 10,000.
+// WithMaxConnections caps the WebSocket connections a session serves at
+// once, from admission to close; past it, ServeHTTP answers 503 before
+// upgrading. Plain HTTP requests and idle keep-alive connections are not
+// counted: the http.Server's timeouts bound those. Default 10,000.
 func WithMaxConnections(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithMaxMessageSize caps the size of one frame from a client (larger closes
@@ -149,6 +154,19 @@ func WithPublishRate(perSecond float64, burst int) Option {
 // an Origin header (non-browser clients) are always allowed.
 func WithOrigins(patterns ...string) Option {
 	return func(c *config) { c.origins = append([]string(nil), patterns...) }
+}
+
+// WithHosts lists the Host header values the session accepts; a request
+// for any other host gets 403 before anything else is looked at. It stops
+// DNS rebinding: a page on a domain its owner re-points to your server's
+// address (127.0.0.1, a private network) is same-origin with itself, so the
+// origin check lets it in, but its requests name the attacker's host. A
+// host with a port ("localhost:8080", "[::1]:8080") matches only that
+// port; one without ("app.example.com") matches the name on any port.
+// Names compare without regard to case. A server that listens on a
+// loopback or private address should set it. Default: any host.
+func WithHosts(hosts ...string) Option {
+	return func(c *config) { c.hosts = append([]string{}, hosts...) }
 }
 
 // WithDedupWindow sets how many recent client publishes the session

@@ -137,8 +137,14 @@ func handshakeOn(nc net.Conn, addr, query string, hdr http.Header) (rawResult, e
 	if query != "" {
 		target += "?" + query
 	}
+	host := addr
+	if v := hdr.Get("Host"); v != "" { // a Host of the test's choosing
+		host = v
+		hdr = hdr.Clone()
+		hdr.Del("Host")
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\n", target, addr)
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\n", target, host)
 	h := http.Header{
 		"Upgrade":               {"websocket"},
 		"Connection":            {"Upgrade"},

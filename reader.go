@@ -39,11 +39,15 @@ func (c *Conn) readLoop() {
 	r := reader{
 		c:       c,
 		publish: rate.NewLimiter(rate.Limit(cfg.publishRate), cfg.publishBurst),
-		inbound: rate.NewLimiter(rate.Limit(cfg.inboundRate), cfg.inboundBurst),
+		inbound: c.guard.inbound, // control frames count against it too
 	}
 	for {
 		typ, frame, err := c.ws.Read(context.Background())
 		if err != nil {
+			if ce := c.guard.broken.Load(); ce != nil {
+				c.failGuard(ce)
+				return
+			}
 			c.noteReadError(err)
 			return
 		}
@@ -53,6 +57,12 @@ func (c *Conn) readLoop() {
 		}
 		if typ != websocket.MessageText {
 			c.requestClose(CloseProtocolError, "binary frames are not supported")
+			continue
+		}
+		// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the
+		// connection, wherever the bytes are (an ignored field, an id).
+		if !utf8.Valid(frame) {
+			c.requestClose(CloseInvalidData, "text frame is not valid UTF-8")
 			continue
 		}
 		for line := range wire.Lines(frame) {
@@ -66,6 +76,15 @@ func (c *Conn) readLoop() {
 			}
 		}
 	}
+}
+
+// failGuard closes a connection whose frame the guard refused. The reader
+// sends the close frame itself, as the library does for its own read
+// errors: the stream behind the refused frame is never read, so the close
+// handshake ends at once, the connection dropped after the close frame.
+func (c *Conn) failGuard(ce *CloseError) {
+	c.noteClose(ce.Code, ce.Reason)
+	closeWithin(c.ws, c.netConn, ce.Code, ce.Reason, c.s.cfg.writeTimeout)
 }
 
 // handle processes one client message and returns a close code and reason

@@ -52,7 +52,7 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	assert.ErrorIs(t, err, fanout.ErrInvalidJSON)
 	c := dial(t, sv.url(""), nil)
 	c.send(t, "{\"type\":\"publish\",\"id\":\"x\",\"data\":\"\xff\xfe\"}")
-	assert.Equal(t, websocket.StatusCode(4000), c.closed(t))
+	assert.Equal(t, websocket.StatusInvalidFramePayloadData, c.closed(t), "RFC 6455 section 8.1")
 	assert.Equal(t, uint64(0), sv.s.Stats().Head)
 }
 

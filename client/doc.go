@@ -40,9 +40,10 @@
 // WithStartAfter.
 //
 // The client stops for good, and Err says why, after Close, when the server
-// closes with 1000 (normal), 1008 (abuse), 1009 (message too big) or 4000
-// (protocol error), or when a reconnect is refused with an HTTP status other
-// than 5xx, 408 or 429. After such an error the events already received are
+// closes with 1000 (normal), 1002 (WebSocket protocol error), 1007 (invalid
+// UTF-8), 1008 (abuse), 1009 (message too big) or 4000 (protocol error),
+// or when a reconnect is refused with an HTTP status other than 5xx, 408 or
+// 429. After such an error the events already received are
 // still delivered; then Done is closed, and by then every goroutine of the
 // client has exited. A close from the server is in Err as the server's own
 // *fanout.CloseError: fanout.CloseCodeOf(client.Err()) is the code, as on

@@ -73,11 +73,13 @@ var guarantees = []guarantee{
 		soak:  "heartbeats every 2 s throughout",
 	},
 	{
-		claim: "**Clean errors, no one gets in.** Hostile input gets its documented status, error or close code and harms no one else; 401 without credentials, 403 cross-origin, `from` set by the server.",
+		claim: "**Clean errors, no one gets in.** Hostile input gets its documented status, error or close code and harms no one else; 401 without credentials, 403 cross-origin or for a foreign host, `from` set by the server.",
 		tests: append(root("TestHostileInputs", "TestHandshakeRefusals", "TestProtocolErrors", "TestPublishFromCannotBeSpoofed", "TestInvalidUTF8Refused",
-			"TestPanickingHookContained", "TestLimitPublishRate", "TestLimitPublishRefusals", "TestLimitInboundBudget", "TestSteadyPublishFloodClosed", "FuzzResumeQuery", "FuzzFrames"),
-			append(refs("./internal/wire", "FuzzDecodeClient", "FuzzDecodeClientRoundTrip", "FuzzLines", "FuzzCompact"),
-				refs("./client", "FuzzDecodeFrame")...)...),
+			"TestPanickingHookContained", "TestLimitPublishRate", "TestLimitPublishRefusals", "TestLimitInboundBudget", "TestSteadyPublishFloodClosed",
+			"TestFrameGuard", "TestHostAllowed", "FuzzResumeQuery", "FuzzFrames"),
+			append(append(refs("./internal/wire", "TestDecodeClient", "FuzzDecodeClient", "FuzzDecodeClientRoundTrip", "FuzzLines", "FuzzCompact"),
+				refs("./client", "FuzzDecodeFrame")...),
+				refs("./examples/collab", "TestOnlyOwnHost", "TestServerTimeouts")...)...),
 		soak: "",
 	},
 }

@@ -4,6 +4,7 @@
 //
 //	go run ./examples/collab            # then open http://127.0.0.1:8080/
 //	go run ./examples/collab -addr :9000
+//	go run ./examples/collab -addr :80 -hosts collab.example.com
 //
 // The server side is one fanout.Session mounted at /ws next to the page. The
 // page (static/app.js) is built on the browser client package in js/, whose
@@ -50,6 +51,7 @@ const (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	hosts := flag.String("hosts", "", "comma-separated extra Host names to answer to, such as the domain the server is reached by (default: only the listen address)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -66,16 +68,22 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("collab: open %s in two or more tabs (add ?user=NAME to pick a name); Ctrl-C stops\n", pageURL(ln.Addr()))
-	if err := run(ctx, ln, logger); err != nil {
+	var extra []string
+	if *hosts != "" {
+		extra = strings.Split(*hosts, ",")
+	}
+	if err := run(ctx, ln, logger, extra...); err != nil {
 		logger.Error("collab: stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
 // run serves the example on ln until ctx ends, then shuts down gracefully:
-// connected pages are closed with 1001 and reconnect on their own.
-func run(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
-	a, err := newApp(logger)
+// connected pages are closed with 1001 and reconnect on their own. The
+// WebSocket answers only requests for ln's own address, or for one of
+// hosts.
+func run(ctx context.Context, ln net.Listener, logger *slog.Logger, hosts ...string) error {
+	a, err := newApp(logger, fanout.WithHosts(listenHosts(ln.Addr(), hosts)...))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -126,6 +134,13 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second, // stops slowloris handshakes
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// A request that is not a WebSocket must be read within
+		// ReadTimeout, and a keep-alive connection with no request is
+		// closed after IdleTimeout, so idle clients cannot hold every
+		// descriptor. WebSockets are not cut: net/http clears these
+		// deadlines when the session takes the connection over.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 60 * time.Second,
 	}
 	// http.Server.Shutdown does not close WebSockets (they are hijacked):
 	// the session does, with 1001, so pages resume after a restart.
@@ -176,6 +191,35 @@ func pageURL(addr net.Addr) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+// listenHosts is the Host values the example answers to: the address it
+// listens on (a listener on every interface, or on loopback, is reached as
+// localhost too), and extra, as given. Other hosts get 403, which stops DNS
+// rebinding: a page whose domain is re-pointed to this address still names
+// its own domain in the Host header.
+func listenHosts(addr net.Addr, extra []string) []string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return append([]string{addr.String()}, extra...)
+	}
+	var hosts []string
+	switch ip := net.ParseIP(host); {
+	case ip != nil && ip.IsUnspecified():
+		for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+			hosts = append(hosts, net.JoinHostPort(h, port))
+		}
+	case ip != nil && ip.IsLoopback():
+		hosts = append(hosts, net.JoinHostPort(host, port), net.JoinHostPort("localhost", port))
+	default:
+		hosts = append(hosts, net.JoinHostPort(host, port))
+	}
+	for _, h := range extra {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 // exampleAuth takes the identity from the ?user= query parameter.

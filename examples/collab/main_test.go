@@ -309,3 +309,93 @@ func TestRunStopsOnListenerError(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, http.ErrServerClosed))
 }
+
+func TestListenHosts(t *testing.T) {
+	for addr, want := range map[string][]string{
+		"127.0.0.1:8080": {"127.0.0.1:8080", "localhost:8080"},
+		"[::1]:8080":     {"[::1]:8080", "localhost:8080"},
+		"0.0.0.0:9000":   {"localhost:9000", "127.0.0.1:9000", "[::1]:9000"},
+		"10.1.2.3:80":    {"10.1.2.3:80", "collab.example.com"},
+	} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		require.NoError(t, err)
+		var extra []string
+		if addr == "10.1.2.3:80" {
+			extra = []string{" collab.example.com", ""}
+		}
+		assert.Equal(t, want, listenHosts(tcp, extra), addr)
+	}
+}
+
+// TestOnlyOwnHost: the WebSocket answers requests for the address the
+// example listens on and refuses others with 403, even when the Origin
+// matches the foreign Host, as it does on a page whose domain an attacker
+// re-pointed to this address (DNS rebinding).
+func TestOnlyOwnHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, ln, slog.New(slog.DiscardHandler), "collab.example.com") }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	status := func(host string) int {
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/ws?user=ann", nil)
+		require.NoError(t, err)
+		req.Host = host
+		req.Header.Set("Origin", "http://"+host)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.2:" + port, "localhost:1"} {
+		assert.Equal(t, http.StatusForbidden, status(host), host)
+	}
+	// A plain GET is not an upgrade: past the host check, it gets 426.
+	for _, host := range []string{addr, "localhost:" + port, "collab.example.com", "collab.example.com:443"} {
+		assert.Equal(t, http.StatusUpgradeRequired, status(host), host)
+	}
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws?user=ann", nil)
+	require.NoError(t, err)
+	_ = c.CloseNow()
+}
+
+// TestServerTimeouts: the example's http.Server bounds every stage a client
+// could stall in, idle keep-alive connections included, and WebSockets
+// outlive those bounds.
+func TestServerTimeouts(t *testing.T) {
+	a, err := newApp(slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Positive(t, a.srv.ReadHeaderTimeout, "ReadHeaderTimeout")
+	assert.Positive(t, a.srv.ReadTimeout, "ReadTimeout")
+	assert.Positive(t, a.srv.IdleTimeout, "IdleTimeout")
+
+	// The same server with the bounds shortened, to see them act.
+	a.srv.ReadTimeout = 300 * time.Millisecond
+	a.srv.IdleTimeout = 100 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{app: a, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { ts.done <- a.serve(ctx, ln) }()
+	t.Cleanup(func() { _ = ts.stop() })
+
+	nc, err := net.Dial("tcp", ts.addr)
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = io.WriteString(nc, "GET /style.css HTTP/1.1\r\nHost: "+ts.addr+"\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.Copy(io.Discard, nc) // the response, then the end of the idle connection
+	require.NoError(t, err, "the server should close an idle keep-alive connection")
+
+	c, _ := dial(t, ts.wsURL("?user=ann"))
+	time.Sleep(600 * time.Millisecond) // past the read bound of a plain request
+	write(t, c, `{"type":"publish","id":"p1","data":{"text":"still here"}}`)
+	readUntil(t, c, 1, "ack")
+}

@@ -53,7 +53,11 @@ func serve(ctx context.Context, ln net.Listener) error {
 		fmt.Fprintln(w, seq)
 	})
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux,
+		ReadHeaderTimeout: 10 * time.Second, // slow handshakes
+		ReadTimeout:       30 * time.Second, // slow requests that are not WebSockets
+		IdleTimeout:       60 * time.Second, // idle keep-alive connections
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

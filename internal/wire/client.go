@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -23,44 +24,67 @@ type ClientMessage struct {
 	Seq  uint64          // ack
 }
 
-type rawClientMessage struct {
-	Type *string         `json:"type"`
-	ID   *string         `json:"id"`
-	Data json.RawMessage `json:"data"`
-	Seq  *uint64         `json:"seq"`
-}
-
 // DecodeClient decodes and validates one client message (one NDJSON line).
+//
+// It is stricter than encoding/json: the line must be one JSON object whose
+// keys match exactly (no case folding) and appear once each, and a publish
+// id must be a string that round-trips, valid UTF-8 without lone surrogate
+// escapes, so that two different ids never decode to the same one. Unknown
+// keys are ignored.
 func DecodeClient(line []byte) (ClientMessage, error) {
-	var raw rawClientMessage
-	if err := json.Unmarshal(line, &raw); err != nil {
+	if !json.Valid(line) {
+		err := json.Unmarshal(line, new(json.RawMessage))
 		return ClientMessage{}, fmt.Errorf("%w: malformed message: %v", ErrProtocol, err)
 	}
-	if raw.Type == nil {
+	var typ, id, seq, data []byte
+	err := objectFields(line, func(key string, value []byte) {
+		switch key {
+		case "type":
+			typ = value
+		case "id":
+			id = value
+		case "data":
+			data = value
+		case "seq":
+			seq = value
+		}
+	})
+	if err != nil {
+		return ClientMessage{}, err
+	}
+	if typ == nil {
 		return ClientMessage{}, fmt.Errorf("%w: missing type", ErrProtocol)
 	}
-	m := ClientMessage{Type: *raw.Type}
+	t, err := decodeString(typ)
+	if err != nil {
+		return ClientMessage{}, fmt.Errorf("%w: type must be a string: %v", ErrProtocol, err)
+	}
+	m := ClientMessage{Type: t}
 	switch m.Type {
 	case TypePublish:
-		if raw.ID == nil {
+		if id == nil {
 			return m, fmt.Errorf("%w: publish without id", ErrProtocol)
 		}
-		if n := len(*raw.ID); n == 0 || n > MaxIDLen {
+		if m.ID, err = decodeString(id); err != nil {
+			return m, fmt.Errorf("%w: publish id must be a string: %v", ErrProtocol, err)
+		}
+		if n := len(m.ID); n == 0 || n > MaxIDLen {
 			return m, fmt.Errorf("%w: publish id must be 1-%d bytes, got %d", ErrProtocol, MaxIDLen, n)
 		}
-		if raw.Data == nil {
+		if data == nil {
 			return m, fmt.Errorf("%w: publish without data", ErrProtocol)
 		}
-		if !utf8.Valid(raw.Data) {
+		if !utf8.Valid(data) {
 			return m, fmt.Errorf("%w: publish data is not valid UTF-8", ErrProtocol)
 		}
-		m.ID = *raw.ID
-		m.Data = Compact(raw.Data)
+		m.Data = Compact(data)
 	case TypeAck:
-		if raw.Seq == nil {
+		if seq == nil {
 			return m, fmt.Errorf("%w: ack without seq", ErrProtocol)
 		}
-		m.Seq = *raw.Seq
+		if m.Seq, err = strconv.ParseUint(string(seq), 10, 64); err != nil {
+			return m, fmt.Errorf("%w: malformed message: seq must be an unsigned 64-bit integer", ErrProtocol)
+		}
 	case TypePong:
 	default:
 		return m, fmt.Errorf("%w: unknown type %q", ErrProtocol, m.Type)

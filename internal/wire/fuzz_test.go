@@ -78,11 +78,14 @@ func FuzzCompact(f *testing.F) {
 
 // FuzzDecodeClientRoundTrip checks that an accepted publish carries what
 // the line said: its id and data decode to the same values as a plain JSON
-// decoding of the line, and an accepted ack its seq.
+// decoding of the line's keys, exactly as spelled, and an accepted ack its
+// seq; and that an accepted id encodes back to itself, so that the ack and
+// the event echo the id the client sent.
 func FuzzDecodeClientRoundTrip(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"publish","id":"x","data":{"a":[1,2]}}`, `{"type":"ack","seq":7}`, `{"type":"pong","extra":1}`,
 		`{"type":"publish","id":"\u00e9\ud83d\ude00","data":"\n"}`, `{"type":"publish","id":"a","data":1,"id":"b"}`,
+		`{"type":"publish","ID":"a","id":"b","data":1}`, `{"type":"publish","id":"c\ud800","data":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -91,30 +94,33 @@ func FuzzDecodeClientRoundTrip(f *testing.F) {
 		if err != nil {
 			return
 		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(line, &fields); err != nil {
+			t.Fatalf("DecodeClient accepted %q, which is not an object: %v", line, err)
+		}
 		var plain struct {
-			Type string          `json:"type"`
-			ID   string          `json:"id"`
-			Data json.RawMessage `json:"data"`
-			Seq  uint64          `json:"seq"`
+			Type, ID string
+			Seq      uint64
 		}
-		if err := json.Unmarshal(line, &plain); err != nil {
-			t.Fatalf("DecodeClient accepted %q, which is not a message: %v", line, err)
-		}
-		if m.Type != plain.Type {
-			t.Fatalf("type %q, want %q", m.Type, plain.Type)
+		if json.Unmarshal(fields["type"], &plain.Type) != nil || m.Type != plain.Type {
+			t.Fatalf("type %q, want %s", m.Type, fields["type"])
 		}
 		switch m.Type {
 		case TypePublish:
-			if m.ID != plain.ID {
-				t.Fatalf("id %q, want %q", m.ID, plain.ID)
+			if json.Unmarshal(fields["id"], &plain.ID) != nil || m.ID != plain.ID {
+				t.Fatalf("id %q, want %s", m.ID, fields["id"])
+			}
+			var back string
+			if json.Unmarshal(AppendString(nil, m.ID), &back) != nil || back != m.ID {
+				t.Fatalf("id %q does not round-trip: %q", m.ID, back)
 			}
 			var a, b bytes.Buffer
-			if json.Compact(&a, m.Data) != nil || json.Compact(&b, plain.Data) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
-				t.Fatalf("data %q, want %q", m.Data, plain.Data)
+			if json.Compact(&a, m.Data) != nil || json.Compact(&b, fields["data"]) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("data %q, want %q", m.Data, fields["data"])
 			}
 		case TypeAck:
-			if m.Seq != plain.Seq {
-				t.Fatalf("seq %d, want %d", m.Seq, plain.Seq)
+			if json.Unmarshal(fields["seq"], &plain.Seq) != nil || m.Seq != plain.Seq {
+				t.Fatalf("seq %d, want %s", m.Seq, fields["seq"])
 			}
 		}
 	})

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -72,7 +73,7 @@ func TestDecodeClient(t *testing.T) {
 		{line: `{"type":"publish","id":"a","data":{"x":[1, 2]},"extra":1}`, want: ClientMessage{Type: "publish", ID: "a", Data: []byte(`{"x":[1, 2]}`)}},
 		{line: `{"type":"publish","id":"a","data":` + "{\n}" + `}`, want: ClientMessage{Type: "publish", ID: "a", Data: []byte(`{}`)}},
 		{line: `{`, wantErr: "malformed"},
-		{line: `null`, wantErr: "missing type"},
+		{line: `null`, wantErr: "not an object"},
 		{line: `{"type":"nope"}`, wantErr: "unknown type"},
 		{line: `{"type":"ack"}`, wantErr: "ack without seq"},
 		{line: `{"type":"ack","seq":"1"}`, wantErr: "malformed"},
@@ -81,6 +82,32 @@ func TestDecodeClient(t *testing.T) {
 		{line: `{"type":"publish","id":"a"}`, wantErr: "without data"},
 		{line: `{"type":"publish","id":"` + strings.Repeat("a", 65) + `","data":1}`, wantErr: "1-64 bytes"},
 		{line: strings.Repeat("[", 20000) + strings.Repeat("]", 20000), wantErr: "malformed"},
+		{line: `[{"type":"pong"}]`, wantErr: "not an object"},
+		// Keys match exactly, once each.
+		{line: `{"TYPE":"publish","ID":"a","DATA":1}`, wantErr: "missing type"},
+		{line: `{"type":"publish","Id":"a","data":1}`, wantErr: "without id"},
+		{line: `{"type":"publish","id":"a","Data":1}`, wantErr: "without data"},
+		{line: `{"type":"ack","type":"publish","id":"a","data":1}`, wantErr: `repeated key "type"`},
+		{line: `{"type":"publish","id":"a","id":"b","data":1}`, wantErr: `repeated key "id"`},
+		{line: `{"type":"pong","x":1,"x":2}`, wantErr: `repeated key "x"`},
+		{line: `{"type":"pong","\u0078":1,"x":2}`, wantErr: `repeated key "x"`},
+		{line: manyKeys(40) + `,"k7":0}`, wantErr: `repeated key "k7"`},
+		{line: manyKeys(40) + `}`, want: ClientMessage{Type: "pong"}},
+		{line: `{"t\u0079pe":"pong"}`, want: ClientMessage{Type: "pong"}},
+		{line: `{"type":7}`, wantErr: "type must be a string"},
+		// Ids round-trip: what the server compares, stores and echoes is
+		// exactly what the client sent.
+		{line: `{"type":"publish","id":"c\ud800","data":1}`, wantErr: "lone surrogate"},
+		{line: `{"type":"publish","id":"c\udc00","data":1}`, wantErr: "lone surrogate"},
+		{line: `{"type":"publish","id":"\ud800\ud800","data":1}`, wantErr: "lone surrogate"},
+		{line: `{"type":"publish","id":"\ud800x","data":1}`, wantErr: "lone surrogate"},
+		{line: "{\"type\":\"publish\",\"id\":\"c\xff\",\"data\":1}", wantErr: "not valid UTF-8"},
+		{line: "{\"type\":\"publish\",\"id\":\"\xed\xa0\x80\",\"data\":1}", wantErr: "not valid UTF-8"},
+		{line: `{"type":"publish","id":null,"data":1}`, wantErr: "id must be a string"},
+		{line: `{"type":"publish","id":"\ud83d\ude00 \u00e9\n\"\\\/","data":1}`, want: ClientMessage{Type: "publish", ID: "😀 é\n\"\\/", Data: []byte("1")}},
+		{line: `{"type":"publish","id":"\ufffd","data":1}`, want: ClientMessage{Type: "publish", ID: "\ufffd", Data: []byte("1")}},
+		{line: `{"type":"ack","seq":null}`, wantErr: "malformed"},
+		{line: ` { "type" : "ack" , "seq" : 3 } `, want: ClientMessage{Type: "ack", Seq: 3}},
 	}
 	for _, tt := range tests {
 		name := tt.line
@@ -101,6 +128,17 @@ func TestDecodeClient(t *testing.T) {
 			assert.Equal(t, tt.want.Seq, got.Seq)
 		})
 	}
+}
+
+// manyKeys is the start of a pong with n distinct extra keys, without the
+// closing brace.
+func manyKeys(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"type":"pong"`)
+	for i := range n {
+		fmt.Fprintf(&b, `,"k%d":%d`, i, i)
+	}
+	return b.String()
 }
 
 func FuzzDecodeClient(f *testing.F) {
@@ -169,5 +207,22 @@ func TestTextFrame(t *testing.T) {
 		if !bytes.Equal(f[len(tc.header):], payload) {
 			t.Errorf("n=%d: payload changed", tc.n)
 		}
+	}
+}
+
+func BenchmarkDecodeClient(b *testing.B) {
+	for _, line := range []string{
+		`{"type":"publish","id":"p-12345","data":{"text":"hello, world","at":"2026-01-01T00:00:00Z"}}`,
+		`{"type":"ack","seq":123456}`,
+		`{"type":"pong"}`,
+	} {
+		b.Run(line[9:13], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeClient([]byte(line)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
