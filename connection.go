@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -128,42 +126,4 @@ func (c *Conn) abandon() {
 	c.finished = true
 	c.mu.Unlock()
 	c.cancel()
-}
-
-// drop closes the TCP connection under the WebSocket at once.
-func (c *Conn) drop(code CloseCode, reason string) {
-	c.noteClose(code, reason)
-	if c.netConn != nil {
-		_ = c.netConn.Close()
-	}
-}
-
-// closeHandshake sends the close frame and waits for the client's answer,
-// for at most the write timeout, then drops the connection.
-func (c *Conn) closeHandshake(ce *CloseError) {
-	c.noteClose(ce.Code, ce.Reason)
-	closeWithin(c.ws, c.netConn, ce.Code, ce.Reason, c.s.cfg.writeTimeout)
-}
-
-// closeWithin runs the WebSocket close handshake, dropping the TCP
-// connection if it has not completed within d: a peer that does not answer
-// must not hold a goroutine for the library's own, longer, timeouts.
-func closeWithin(ws *websocket.Conn, nc net.Conn, code CloseCode, reason string, d time.Duration) {
-	if nc != nil {
-		t := time.AfterFunc(d, func() { _ = nc.Close() })
-		defer t.Stop()
-	}
-	_ = ws.Close(websocket.StatusCode(code), reason)
-}
-
-// noteReadError records the close reason the reader saw.
-func (c *Conn) noteReadError(err error) {
-	switch {
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		c.noteClose(CloseTooBig, "message too big")
-	case websocket.CloseStatus(err) != -1:
-		c.noteClose(CloseCode(websocket.CloseStatus(err)), "closed by client")
-	default:
-		c.noteClose(CloseAbnormal, "connection lost")
-	}
 }

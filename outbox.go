@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/fanout-go/fanout/internal/wire"
 )
 
@@ -472,6 +474,32 @@ func (c *Conn) writeFailed(err error) {
 func (c *Conn) slowConsumer(reason string) {
 	c.s.slowCloses.Add(1)
 	c.closeHandshake(&CloseError{Code: CloseSlowConsumer, Reason: reason})
+}
+
+// drop closes the TCP connection under the WebSocket at once.
+func (c *Conn) drop(code CloseCode, reason string) {
+	c.noteClose(code, reason)
+	if c.netConn != nil {
+		_ = c.netConn.Close()
+	}
+}
+
+// closeHandshake sends the close frame and waits for the client's answer,
+// for at most the write timeout, then drops the connection.
+func (c *Conn) closeHandshake(ce *CloseError) {
+	c.noteClose(ce.Code, ce.Reason)
+	closeWithin(c.ws, c.netConn, ce.Code, ce.Reason, c.s.cfg.writeTimeout)
+}
+
+// closeWithin runs the WebSocket close handshake, dropping the TCP
+// connection if it has not completed within d: a peer that does not answer
+// must not hold a goroutine for the library's own, longer, timeouts.
+func closeWithin(ws *websocket.Conn, nc net.Conn, code CloseCode, reason string, d time.Duration) {
+	if nc != nil {
+		t := time.AfterFunc(d, func() { _ = nc.Close() })
+		defer t.Stop()
+	}
+	_ = ws.Close(websocket.StatusCode(code), reason)
 }
 
 // finishWriter ends the writer for good and waits for it; it frees a frame

@@ -207,3 +207,15 @@ func cutReason(s string) string {
 	}
 	return s
 }
+
+// noteReadError records the close reason the reader saw.
+func (c *Conn) noteReadError(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.noteClose(CloseTooBig, "message too big")
+	case websocket.CloseStatus(err) != -1:
+		c.noteClose(CloseCode(websocket.CloseStatus(err)), "closed by client")
+	default:
+		c.noteClose(CloseAbnormal, "connection lost")
+	}
+}
