@@ -44,9 +44,13 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	// From here on the slot is given back exactly once: below if the
-	// upgrade fails, otherwise when the connection's goroutine ends.
+	s.upgrade(w, r, id, pos)
+}
 
+// upgrade upgrades an admitted request and starts serving the connection.
+// The slot admit reserved is given back exactly once: here if the upgrade
+// fails, otherwise when the connection's goroutine ends.
+func (s *Session) upgrade(w http.ResponseWriter, r *http.Request, id Identity, pos resumePos) {
 	hw := &hijackRecorder{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn
 	opts := s.accept
@@ -107,10 +111,14 @@ func (c *Conn) leave() {
 }
 
 // admit reserves a connection slot; release gives it back.
+// In a Hub, the hub's connection limit applies as well.
 func (s *Session) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.admitted >= s.cfg.maxConns {
+		return false
+	}
+	if s.hub != nil && !s.hub.admitConn() {
 		return false
 	}
 	s.admitted++
@@ -121,7 +129,11 @@ func (s *Session) admit() bool {
 func (s *Session) release() {
 	s.mu.Lock()
 	s.admitted--
+	s.left = true
 	s.mu.Unlock()
+	if s.hub != nil {
+		s.hub.releaseConn()
+	}
 	s.wg.Done()
 }
 

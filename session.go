@@ -23,6 +23,7 @@ import (
 type Session struct {
 	name   string
 	cfg    config
+	hub    *Hub // the Hub that serves the session, or nil
 	epoch  string
 	born   time.Time
 	accept websocket.AcceptOptions
@@ -36,7 +37,8 @@ type Session struct {
 	dedup     dedup
 	conns     map[*Conn]struct{}
 	users     map[string]*userState
-	admitted  int // connections past admission, registered or not
+	admitted  int  // connections past admission, registered or not
+	left      bool // a connection ended since a Hub's evictor last looked
 	closed    bool
 
 	wg sync.WaitGroup // admitted connections until their goroutines end, and the pacer
@@ -69,7 +71,14 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 	if err := cfg.validateConfig(); err != nil {
 		return nil, err
 	}
+	return newSession(name, cfg, nil), nil
+}
+
+// newSession makes a session from a checked configuration; hub is the Hub
+// that serves it, or nil.
+func newSession(name string, cfg config, hub *Hub) *Session {
 	s := &Session{
+		hub:   hub,
 		name:  name,
 		cfg:   cfg,
 		epoch: newEpoch(),
@@ -83,7 +92,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		users:  make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
-	return s, nil
+	return s
 }
 
 // Name returns the session's name.
