@@ -91,10 +91,10 @@ func (c *config) validateConfig() error {
 // WithHistory sets how many of the most recent events the session keeps for
 // replay. A connection that falls further behind than this is closed as a
 // slow consumer (4001), and a resume from further back gets resumed:false.
-// The window's slots are allocated when the session is created: at the
-// default, about 317 KiB per session before any event (measured with
-// BenchmarkIdleSession, see the README), and then the encoded events it
-// holds, up to history × their size. Default 10,000.
+// The window grows with use, doubling up to this size, so a session holds
+// slots only for the events it had (a session without events holds none;
+// see the README's "What a session costs"), plus the encoded events
+// themselves, up to history × their size. Default 10,000.
 func WithHistory(events int) Option { return func(c *config) { c.history = events } }
 
 // WithHeartbeat sets how often the server pings each connection and how long
@@ -152,9 +152,8 @@ func WithOrigins(patterns ...string) Option {
 
 // WithDedupWindow sets how many recent client publishes the session
 // remembers by (identity, id), so a retried publish gets its original seq
-// back instead of being appended twice. Its table is allocated when the
-// session is created: at the default, about 408 KiB per session, the
-// larger part of an idle session's memory (see WithHistory). Default
+// back instead of being appended twice. The table grows with use, up to
+// this size: a session without client publishes holds none of it. Default
 // 10,000.
 func WithDedupWindow(ids int) Option { return func(c *config) { c.dedupWindow = ids } }
 
