@@ -27,6 +27,8 @@ type Conn struct {
 	remote   string
 	user     *userState // set by register
 
+	presenceFrom uint64 // the first presence delta news to it; set by register
+
 	acked     atomic.Uint64 // highest seq the client acknowledged
 	lastHeard atomic.Int64  // Session.now of the last message from the client
 	hb        heartbeat

@@ -44,12 +44,19 @@ func (s *Session) pace(stop <-chan struct{}) {
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	defer gather.Stop()
+	presence := time.NewTimer(time.Hour)
+	presence.Stop()
+	defer presence.Stop()
 	window := int64(s.cfg.batchWindow)
 	last := -window // Session.now of the last round
 	for {
 		select {
 		case <-stop:
 			return
+		case <-s.presenceDue:
+			presence.Reset(presenceInterval)
+		case <-presence.C:
+			s.flushPresence()
 		case <-sweep.C:
 			s.sweep()
 			sweep.Reset(every)

@@ -28,18 +28,20 @@ type Session struct {
 	born   time.Time
 	accept websocket.AcceptOptions
 
-	mu        sync.RWMutex
-	log       history
-	head      atomic.Uint64           // log.head, readable without the lock
-	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
-	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
-	pacerStop chan struct{}           // closes the running pacer; nil when none runs
-	dedup     dedup
-	conns     map[*Conn]struct{}
-	users     map[string]*userState
-	admitted  int  // connections past admission, registered or not
-	left      bool // a connection ended since a Hub's evictor last looked
-	closed    bool
+	mu          sync.RWMutex
+	log         history
+	head        atomic.Uint64           // log.head, readable without the lock
+	connList    atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
+	due         chan struct{}           // cap 1: an event was committed; wakes the pacer
+	presence    presenceLog             // joins and leaves not yet sent
+	presenceDue chan struct{}           // cap 1: presence was noted; the pacer sends it within presenceInterval
+	pacerStop   chan struct{}           // closes the running pacer; nil when none runs
+	dedup       dedup
+	conns       map[*Conn]struct{}
+	users       map[string]*userState
+	admitted    int  // connections past admission, registered or not
+	left        bool // a connection ended since a Hub's evictor last looked
+	closed      bool
 
 	wg sync.WaitGroup // admitted connections until their goroutines end, and the pacer
 
@@ -84,12 +86,13 @@ func newSession(name string, cfg config, hub *Hub) *Session {
 		epoch: newEpoch(),
 		born:  time.Now(),
 		// No compression: events are framed once, by the session (wire.TextFrame).
-		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
-		log:    newHistory(cfg.history),
-		due:    make(chan struct{}, 1),
-		dedup:  newDedup(cfg.dedupWindow),
-		conns:  make(map[*Conn]struct{}),
-		users:  make(map[string]*userState),
+		accept:      websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
+		log:         newHistory(cfg.history),
+		due:         make(chan struct{}, 1),
+		presenceDue: make(chan struct{}, 1),
+		dedup:       newDedup(cfg.dedupWindow),
+		conns:       make(map[*Conn]struct{}),
+		users:       make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
 	return s
