@@ -16,7 +16,7 @@ import (
 // The figures in the README's "What a session costs" and in WithPresence's
 // documentation come from these benchmarks:
 //
-//	go test -run '^$' -bench 'IdleSession|HubSessions|PresenceJoin' -benchtime 1x .
+//	go test -run '^$' -bench 'IdleSession|HubSessions|PresenceJoin|PresenceChurn' -benchtime 1x .
 
 // BenchmarkIdleSession measures the live heap an idle session without
 // connections holds, per session, over 1,000 sessions.

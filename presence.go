@@ -120,21 +120,26 @@ func (s *Session) flushPresence() {
 	if len(pending) == 0 {
 		return
 	}
-	var shared []byte // for connections that registered before every delta
-	sharedMade := false
+	var shared, frame []byte // for connections that registered before every delta
+	var bp *[]byte
 	for _, o := range list {
 		if o.presenceFrom <= first {
-			if !sharedMade {
-				shared, sharedMade = presenceBatch(pending, first, first), true
+			if bp == nil {
+				bp = batchPool.Get().(*[]byte)
+				shared = presenceBatch(pending, first, first)
+				frame = wire.TextFrame(append(append((*bp)[:wire.FrameHeadroom], shared...), '\n'))
 			}
 			if shared != nil {
-				o.queue(shared)
+				o.offerPresence(frame, shared)
 			}
 			continue
 		}
 		if b := presenceBatch(pending, first, o.presenceFrom); b != nil {
 			o.queue(b)
 		}
+	}
+	if bp != nil {
+		putBatch(bp, *bp)
 	}
 }
 
