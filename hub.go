@@ -20,7 +20,8 @@ import (
 // created on first use, configured per name (WithSessionOptions), and
 // evicted once they have had no connection and no publish for the idle
 // time (WithIdleTimeout). Every session of a hub shares its connection
-// limit.
+// limit and its pacers: one goroutine per CPU writes the rounds of all the
+// sessions, rather than one goroutine and timer per session.
 //
 // Each session is a Session, with the same guarantees as one served on its
 // own: its own sequence, epoch, history, dedup and presence.
@@ -28,10 +29,13 @@ import (
 // All methods are safe for concurrent use. After Shutdown or Close a Hub
 // may not be reused.
 type Hub struct {
-	cfg     hubConfig
-	conns   atomic.Int64  // connections admitted across sessions
-	stopped chan struct{} // closed by Shutdown and Close: the evictor exits
-	evictor sync.WaitGroup
+	cfg        hubConfig
+	pacers     []*pacer
+	next       atomic.Uint32 // picks the pacer of the next session
+	conns      atomic.Int64  // connections admitted across sessions
+	stopped    chan struct{} // closed by Shutdown and Close: the evictor exits
+	evictor    sync.WaitGroup
+	stopPacing sync.Once
 
 	mu       sync.Mutex
 	sessions map[string]*hubEntry
@@ -160,6 +164,10 @@ func NewHub(opts ...HubOption) (*Hub, error) {
 		cfg:      cfg,
 		stopped:  make(chan struct{}),
 		sessions: make(map[string]*hubEntry),
+	}
+	h.pacers = make([]*pacer, defaultPacers())
+	for i := range h.pacers {
+		h.pacers[i] = newPacer()
 	}
 	h.evictor.Add(1)
 	go h.evict()
@@ -316,6 +324,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
 	}
 	wg.Wait()
+	h.stopPacers()
 	if err := errors.Join(errs...); err != nil {
 		return ctx.Err()
 	}
@@ -332,7 +341,18 @@ func (h *Hub) Close() error {
 		wg.Go(func() { _ = s.Close() })
 	}
 	wg.Wait()
+	h.stopPacers()
 	return nil
+}
+
+// stopPacers stops the shared pacers once every session is over; it is
+// safe to call more than once.
+func (h *Hub) stopPacers() {
+	h.stopPacing.Do(func() {
+		for _, p := range h.pacers {
+			p.close()
+		}
+	})
 }
 
 // stop marks the hub closed, stops the evictor and returns the sessions
@@ -386,6 +406,7 @@ func (h *Hub) session(name string, create bool) (*Session, error) {
 	}
 	cfg.authenticate = nil // the hub authenticates
 	s := newSession(name, cfg, h)
+	s.pacer = h.pacers[h.next.Add(1)%uint32(len(h.pacers))]
 	h.sessions[name] = &hubEntry{s: s, idleSince: time.Now()}
 	h.created++
 	return s, nil

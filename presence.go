@@ -100,6 +100,9 @@ func (s *Session) knownToAny(after uint64) bool {
 func (s *Session) addDeltaLocked(d presenceDelta) {
 	p := &s.presence
 	if len(p.pending) == 0 {
+		if s.pacer != nil {
+			s.pacer.notifyPresence(s)
+		}
 		select {
 		case s.presenceDue <- struct{}{}:
 		default:

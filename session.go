@@ -23,7 +23,9 @@ import (
 type Session struct {
 	name   string
 	cfg    config
-	hub    *Hub // the Hub that serves the session, or nil
+	hub    *Hub       // the Hub that serves the session, or nil
+	pacer  *pacer     // the Hub's pacer the session shares, or nil: its own
+	ps     pacerState // the shared pacer's bookkeeping
 	epoch  string
 	born   time.Time
 	accept websocket.AcceptOptions
