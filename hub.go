@@ -254,6 +254,18 @@ func (h *Hub) Publish(ctx context.Context, name string, data []byte) (uint64, er
 	}
 }
 
+// Open returns the session named name, creating it if it does not exist,
+// as a request for it would (WithSessionOptions, the session limit). It
+// fails with ErrInvalidName, ErrSessionLimit, ErrClosed after Shutdown, or
+// an invalid option's error. Like any session of the hub, it is evicted
+// once idle; Open again then makes a new one.
+func (h *Hub) Open(name string) (*Session, error) {
+	if !validName(name) {
+		return nil, ErrInvalidName
+	}
+	return h.session(name, true)
+}
+
 // Session returns the live session named name, if there is one. It may be
 // evicted, and then closed, at any time after it was last used.
 func (h *Hub) Session(name string) (*Session, bool) {

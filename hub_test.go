@@ -411,3 +411,16 @@ func TestHubShutdownManySessions(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func TestHubOpen(t *testing.T) {
+	hv := newHubServer(t)
+	s, err := hv.h.Open("doc")
+	require.NoError(t, err)
+	again, err := hv.h.Open("doc")
+	require.NoError(t, err)
+	assert.Same(t, s, again)
+	c := dial(t, hv.url("doc", ""), nil)
+	assert.Equal(t, s.Epoch(), c.welcome.Epoch)
+	_, err = hv.h.Open("")
+	assert.ErrorIs(t, err, fanout.ErrInvalidName)
+}

@@ -204,7 +204,7 @@ func (h *harness) restart(notes int) error {
 		return err
 	}
 	for i := 1; i <= notes; i++ {
-		if err := publishNote(ts.app.session, fmt.Sprintf("after restart %d", i)); err != nil {
+		if err := publishNote(ts.app.session(), fmt.Sprintf("after restart %d", i)); err != nil {
 			return err
 		}
 	}
@@ -250,10 +250,10 @@ func (h *harness) controlHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session.Epoch())
+		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session().Epoch())
 	})
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
-		if err := publishNote(h.server().app.session, r.URL.Query().Get("text")); err != nil {
+		if err := publishNote(h.server().app.session(), r.URL.Query().Get("text")); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

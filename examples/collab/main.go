@@ -1,11 +1,14 @@
 // Command collab is a shared live list in the browser: every tab that opens
-// the page sees the same notes in the same order, adds its own, and keeps
+// a document sees the same notes in the same order, adds its own, and keeps
 // going across disconnects and server restarts.
 //
 //	go run ./examples/collab            # then open http://127.0.0.1:8080/
 //	go run ./examples/collab -addr :9000
 //
-// The server side is one fanout.Session mounted at /ws next to the page. The
+// Each document is a session of one fanout.Hub: the page of document NAME
+// is at /d/NAME/ and its WebSocket at /d/NAME/ws; / and /ws are the default
+// document, "collab". Documents are created when first opened and evicted
+// a minute after their last tab left. The
 // page (static/app.js) is the reference browser client of PROTOCOL.md: it
 // resumes from its last seq, drops duplicates, acks, answers heartbeats,
 // detects a dead server and retries its publishes with the same ids.
@@ -81,18 +84,35 @@ func run(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 	return a.serve(ctx, ln)
 }
 
-// app is the example server: one session and the page.
+// defaultDoc is the document at / and /ws.
+const defaultDoc = "collab"
+
+// app is the example server: the hub of documents and the page.
 type app struct {
-	session *fanout.Session
-	logger  *slog.Logger
-	srv     *http.Server
-	// sessionDone receives the result of Session.Shutdown, which
-	// http.Server runs in its own goroutine (RegisterOnShutdown).
+	hub    *fanout.Hub
+	logger *slog.Logger
+	srv    *http.Server
+	// sessionDone receives the result of Hub.Shutdown, which http.Server
+	// runs in its own goroutine (RegisterOnShutdown).
 	sessionDone chan error
 }
 
-// newApp builds the example's session and HTTP server. extra options are
-// applied after the example's own (tests use them to shorten timings).
+// session returns the default document's session, opening it if it is
+// not live.
+func (a *app) session() *fanout.Session {
+	if s, ok := a.hub.Session(defaultDoc); ok {
+		return s
+	}
+	s, err := a.hub.Open(defaultDoc)
+	if err != nil {
+		panic(err) // the hub was shut down before the document was ever opened
+	}
+	return s
+}
+
+// newApp builds the example's hub and HTTP server. extra options are
+// applied to every document after the example's own (tests use them to
+// shorten timings).
 func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 	page, err := fs.Sub(static, "static")
 	if err != nil {
@@ -100,7 +120,6 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 	}
 	a := &app{logger: logger, sessionDone: make(chan error, 1)}
 	opts := append([]fanout.Option{
-		fanout.WithAuthenticate(exampleAuth),
 		fanout.WithValidate(validateNote),
 		fanout.WithLogger(logger),
 		fanout.WithOnJoin(func(c *fanout.Conn) {
@@ -110,15 +129,36 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 			logger.Info("collab: leave", "user", c.Identity().User, "conn", c.ID(), "reason", c.CloseReason())
 		}),
 	}, extra...)
-	s, err := fanout.NewSession("collab", opts...)
+	hub, err := fanout.NewHub(
+		fanout.WithHubAuthenticate(exampleAuth),
+		fanout.WithSessionName(func(r *http.Request) string {
+			if doc := r.PathValue("doc"); doc != "" {
+				return doc
+			}
+			return defaultDoc // /ws
+		}),
+		fanout.WithSessionOptions(func(string) []fanout.Option { return opts }),
+	)
 	if err != nil {
 		return nil, err
 	}
-	a.session = s
+	a.hub = hub
 
+	files := pageHeaders(http.FileServerFS(page))
 	mux := http.NewServeMux()
-	mux.Handle("GET /", pageHeaders(http.FileServerFS(page)))
-	mux.Handle("GET /ws", s) // the WebSocket; see PROTOCOL.md
+	mux.Handle("GET /", files)
+	mux.Handle("GET /ws", hub) // the default document's WebSocket; see PROTOCOL.md
+	mux.Handle("GET /d/{doc}/ws", hub)
+	mux.HandleFunc("GET /d/{doc}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Path+"/?"+r.URL.RawQuery, http.StatusFound)
+	})
+	// The same page for every document, at /d/NAME/, so that its relative
+	// "ws" is that document's WebSocket.
+	mux.HandleFunc("GET /d/{doc}/{file...}", func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + r.PathValue("file")
+		files.ServeHTTP(w, r2)
+	})
 
 	a.srv = &http.Server{
 		Handler:           mux,
@@ -126,27 +166,27 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// http.Server.Shutdown does not close WebSockets (they are hijacked):
-	// the session does, with 1001, so pages resume after a restart.
+	// the hub does, with 1001, so pages resume after a restart.
 	a.srv.RegisterOnShutdown(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		a.sessionDone <- s.Shutdown(ctx)
+		a.sessionDone <- hub.Shutdown(ctx)
 	})
 	return a, nil
 }
 
 // serve serves on ln until ctx ends or the listener fails, then shuts the
-// HTTP server and the session down. It returns once every connection's
+// HTTP server and the hub down. It returns once every connection's
 // goroutines have ended.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
-	a.logger.Info("collab: serving", "url", pageURL(ln.Addr()), "epoch", a.session.Epoch())
+	a.logger.Info("collab: serving", "url", pageURL(ln.Addr()))
 	served := make(chan error, 1)
 	go func() { served <- a.srv.Serve(ln) }()
 
 	select {
 	case err := <-served:
-		// The listener failed: nothing will shut the session down gracefully.
-		_ = a.session.Close()
+		// The listener failed: nothing will shut the hub down gracefully.
+		_ = a.hub.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -155,7 +195,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := a.srv.Shutdown(sctx)
 	<-served                                // http.ErrServerClosed
-	err = errors.Join(err, <-a.sessionDone) // wait for the hook's Session.Shutdown
+	err = errors.Join(err, <-a.sessionDone) // wait for the hook's Hub.Shutdown
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

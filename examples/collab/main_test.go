@@ -168,7 +168,7 @@ func TestWelcome(t *testing.T) {
 	assert.Equal(t, "welcome", w["type"])
 	assert.Equal(t, "collab", w["session"])
 	assert.Equal(t, "a", w["user"])
-	assert.Equal(t, ts.app.session.Epoch(), w["epoch"])
+	assert.Equal(t, ts.app.session().Epoch(), w["epoch"])
 	assert.Equal(t, false, w["resumed"])
 	assert.EqualValues(t, 25000, w["heartbeat"])
 	presence, ok := w["presence"].([]any)
@@ -177,7 +177,7 @@ func TestWelcome(t *testing.T) {
 	assert.Equal(t, "a", presence[0].(map[string]any)["user"])
 
 	// The page's first visit: after=0 without an epoch replays everything.
-	_, err := ts.app.session.Publish(context.Background(), []byte(`{"text":"from the server"}`))
+	_, err := ts.app.session().Publish(context.Background(), []byte(`{"text":"from the server"}`))
 	require.NoError(t, err)
 	c, msgs := dial(t, ts.wsURL("?user=b&after=0"))
 	assert.Equal(t, true, msgs[0]["resumed"])
@@ -254,7 +254,7 @@ func TestPublish(t *testing.T) {
 		assert.Equal(t, "bad", e["id"])
 		assert.Contains(t, e["message"], tc.want)
 	}
-	assert.EqualValues(t, 1, ts.app.session.Stats().Head, "refused notes are not appended")
+	assert.EqualValues(t, 1, ts.app.session().Stats().Head, "refused notes are not appended")
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {
@@ -282,7 +282,7 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	err := <-closed
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "err: %v", err)
 
-	_, err = ts.app.session.Publish(ctx, []byte(`{"text":"late"}`))
+	_, err = ts.app.session().Publish(ctx, []byte(`{"text":"late"}`))
 	assert.ErrorIs(t, err, fanout.ErrClosed)
 	_, err = net.DialTimeout("tcp", ts.addr, time.Second)
 	assert.Error(t, err, "the listener is closed")
@@ -308,4 +308,56 @@ func TestRunStopsOnListenerError(t *testing.T) {
 	err = run(context.Background(), ln, slog.New(slog.DiscardHandler))
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, http.ErrServerClosed))
+}
+
+// Each document has its page at /d/NAME/ and its own session at
+// /d/NAME/ws; the default document is the one at / and /ws.
+func TestDocuments(t *testing.T) {
+	ts := startServer(t, nil)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		path     string
+		status   int
+		contains string
+	}{
+		{"/d/notes/?user=alice", http.StatusOK, `src="docs.js"`},
+		{"/d/notes/app.js", http.StatusOK, "PROTOCOL.md"},
+		{"/d/notes/docs.js", http.StatusOK, "/d/NAME/ws"},
+		{"/d/notes?user=alice", http.StatusFound, ""},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := noRedirect.Get("http://" + ts.addr + tc.path)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tc.status, resp.StatusCode)
+			assert.Contains(t, string(body), tc.contains)
+			if tc.status == http.StatusFound {
+				assert.Equal(t, "/d/notes/?user=alice", resp.Header.Get("Location"))
+			}
+		})
+	}
+
+	base := "ws://" + ts.addr
+	notes, msgs := dial(t, base+"/d/notes/ws?user=a")
+	assert.Equal(t, "notes", msgs[0]["session"])
+	main, msgs := dial(t, ts.wsURL("?user=a"))
+	assert.Equal(t, "collab", msgs[0]["session"])
+	_, msgs = dial(t, base+"/d/collab/ws?user=b")
+	assert.Equal(t, ts.app.session().Epoch(), msgs[0]["epoch"], "/d/collab/ws is the default document")
+
+	write(t, notes, `{"type":"publish","id":"n1","data":{"text":"in notes"}}`)
+	ev := readUntil(t, notes, 1, "event")
+	assert.EqualValues(t, 1, ev[0]["seq"])
+	write(t, main, `{"type":"publish","id":"m1","data":{"text":"in main"}}`)
+	ev = readUntil(t, main, 1, "event")
+	assert.EqualValues(t, 1, ev[0]["seq"], "each document has its own sequence")
+	assert.Equal(t, "in main", ev[0]["data"].(map[string]any)["text"])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, base+"/d/no%20spaces/ws?user=a", nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }

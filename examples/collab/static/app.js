@@ -70,7 +70,10 @@
   // ---- state kept across reloads ---------------------------------------
   // items and seq are saved together, so a reload never resumes past a note
   // it did not keep, nor keeps a note it will be sent again.
-  const storageKey = 'fanout-collab/v1/' + user;
+  // Each document (/d/NAME/) keeps its own; the default one (/) keeps the
+  // key it always had.
+  const doc = (location.pathname.match(/^\/d\/([^/]+)\//) || [])[1];
+  const storageKey = 'fanout-collab/v1/' + user + (doc ? '/d/' + doc : '');
   const state = load(); // { epoch, seq, items: [{seq, data, from, id}], pending: [{id, text, seq}] }
   let dirty = false;
 
