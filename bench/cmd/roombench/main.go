@@ -134,9 +134,9 @@ func runServer(name string, conns int) error {
 		s.Open(n)
 	})
 	mux.HandleFunc("/ctl/stats", func(w http.ResponseWriter, r *http.Request) {
-		runtime.GC()
-		var ru syscall.Rusage
+		var ru syscall.Rusage // before the collection, which is not the load's
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		runtime.GC()
 		_ = json.NewEncoder(w).Encode(stats{CPU: ru.Utime.Nano() + ru.Stime.Nano(), RSS: rss()})
 	})
 	mux.HandleFunc("/ctl/run", func(w http.ResponseWriter, r *http.Request) {
