@@ -26,6 +26,8 @@ type Conn struct {
 	user     *userState  // set by register
 	guard    *frameGuard // what the library reads the client through (guard.go)
 
+	presenceFrom uint64 // the first presence delta news to it; set by register
+
 	acked     atomic.Uint64 // highest seq the client acknowledged
 	lastHeard atomic.Int64  // Session.now of the last message from the client
 	hb        heartbeat

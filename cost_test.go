@@ -1,7 +1,10 @@
 package fanout_test
 
 import (
+	"context"
+	"fmt"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,7 +16,7 @@ import (
 // The figures in the README's "What a session costs" and in WithPresence's
 // documentation come from these benchmarks:
 //
-//	go test -run '^$' -bench 'IdleSession|PresenceJoin' -benchtime 1x .
+//	go test -run '^$' -bench 'IdleSession|HubSessions|PresenceJoin|PresenceChurn' -benchtime 1x .
 
 // BenchmarkIdleSession measures the live heap an idle session without
 // connections holds, per session, over 1,000 sessions.
@@ -23,6 +26,7 @@ func BenchmarkIdleSession(b *testing.B) {
 		opts []fanout.Option
 	}{
 		{"defaults", nil},
+		{"defaults,10 events", nil},
 		{"history=100", []fanout.Option{fanout.WithHistory(100)}},
 		{"dedup=100", []fanout.Option{fanout.WithDedupWindow(100)}},
 		{"history=100,dedup=100", []fanout.Option{fanout.WithHistory(100), fanout.WithDedupWindow(100)}},
@@ -39,6 +43,13 @@ func BenchmarkIdleSession(b *testing.B) {
 						b.Fatal(err)
 					}
 					ss[i] = s
+					if strings.Contains(bc.name, "10 events") {
+						for j := range 10 {
+							if _, err := s.Publish(context.Background(), fmt.Appendf(nil, `{"op":"insert","at":%d,"text":"hello"}`, j)); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
 				}
 				perSession = float64(heapInUse()-before) / n
 				runtime.KeepAlive(ss)
@@ -49,6 +60,57 @@ func BenchmarkIdleSession(b *testing.B) {
 			b.ReportMetric(perSession, "heap-B/session")
 		})
 	}
+}
+
+// BenchmarkHubSessions measures 10,000 sessions of one Hub, each created
+// by a server-side publish and given 10 events, at default options: the
+// live heap per session, and the process's resident memory before and
+// after (Linux only).
+func BenchmarkHubSessions(b *testing.B) {
+	const n = 10_000
+	var perSession float64
+	var rssBefore, rssAfter uint64
+	for range b.N {
+		h, err := fanout.NewHub()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rssBefore = rss()
+		before := heapInUse()
+		ctx := context.Background()
+		for i := range n {
+			name := fmt.Sprint("doc-", i)
+			for j := range 10 {
+				if _, err := h.Publish(ctx, name, fmt.Appendf(nil, `{"op":"insert","at":%d,"text":"hello"}`, j)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		perSession = float64(heapInUse()-before) / n
+		rssAfter = rss()
+		_ = h.Close()
+	}
+	b.ReportMetric(perSession, "heap-B/session")
+	if rssAfter > 0 {
+		b.ReportMetric(mib(rssBefore), "rss-before-MiB")
+		b.ReportMetric(mib(rssAfter), "rss-after-MiB")
+	}
+}
+
+// rss is the process's resident set size, from /proc (0 elsewhere).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb uint64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // BenchmarkPresenceJoin connects 1,000 connections to one session one

@@ -134,3 +134,41 @@ func ExampleWithAuthenticate_status() {
 	// "bob": 403 forbidden
 	// "spammer": 429 too many requests
 }
+
+// A Hub serves one session per document on one route, creating each on
+// first use and evicting it once idle.
+func ExampleHub() {
+	hub, err := fanout.NewHub(
+		fanout.WithHubAuthenticate(func(r *http.Request) (fanout.Identity, error) {
+			return fanout.Identity{User: r.URL.Query().Get("user")}, nil // your auth here
+		}),
+		fanout.WithAuthorize(func(_ *http.Request, id fanout.Identity, doc string) error {
+			if id.User == "" {
+				return fanout.ErrForbidden // 403 before the upgrade
+			}
+			return nil
+		}),
+		fanout.WithSessionOptions(func(doc string) []fanout.Option {
+			return []fanout.Option{fanout.WithHistory(1000)}
+		}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/docs/{doc}/ws", hub) // /docs/42/ws is session "42"
+
+	ctx := context.Background()
+	seq, _ := hub.Publish(ctx, "42", []byte(`{"title":"hello"}`))
+	fmt.Println("doc 42 seq", seq)
+	seq, _ = hub.Publish(ctx, "7", []byte(`{"title":"other"}`))
+	fmt.Println("doc 7 seq", seq)
+	st := hub.Stats()
+	fmt.Println("sessions", st.Sessions, "published", st.Published)
+	// Output:
+	// doc 42 seq 1
+	// doc 7 seq 1
+	// sessions 2 published 2
+}

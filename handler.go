@@ -52,9 +52,13 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	// From here on the slot is given back exactly once: below if the
-	// upgrade fails, otherwise when the connection's goroutine ends.
+	s.upgrade(w, r, id, pos)
+}
 
+// upgrade upgrades an admitted request and starts serving the connection.
+// The slot admit reserved is given back exactly once: here if the upgrade
+// fails, otherwise when the connection's goroutine ends.
+func (s *Session) upgrade(w http.ResponseWriter, r *http.Request, id Identity, pos resumePos) {
 	guard := newFrameGuard(s.cfg.maxMessageSize, rate.NewLimiter(rate.Limit(s.cfg.inboundRate), s.cfg.inboundBurst))
 	hw := &hijackRecorder{ResponseWriter: w, guard: guard, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn
@@ -117,10 +121,14 @@ func (c *Conn) leave() {
 }
 
 // admit reserves a connection slot; release gives it back.
+// In a Hub, the hub's connection limit applies as well.
 func (s *Session) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.admitted >= s.cfg.maxConns || s.shared != nil && !s.ready {
+		return false
+	}
+	if s.hub != nil && !s.hub.admitConn() {
 		return false
 	}
 	s.admitted++
@@ -131,7 +139,11 @@ func (s *Session) admit() bool {
 func (s *Session) release() {
 	s.mu.Lock()
 	s.admitted--
+	s.left = true
 	s.mu.Unlock()
+	if s.hub != nil {
+		s.hub.releaseConn()
+	}
 	s.wg.Done()
 }
 

@@ -35,6 +35,7 @@ type msg struct {
 	User      string          `json:"user"`
 	Heartbeat int64           `json:"heartbeat"`
 	Resumed   bool            `json:"resumed"`
+	Present   int             `json:"present"`
 	Presence  []struct {
 		User string `json:"user"`
 		Conn string `json:"conn"`

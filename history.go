@@ -11,18 +11,21 @@ type event struct {
 }
 
 // history is the session's log: gap-free sequence numbers and a ring holding
-// the most recent len(ring) encoded events. Callers hold the session lock.
+// the most recent `window` encoded events. The ring grows with use, doubling
+// up to the window, so an idle session holds almost nothing; it only wraps
+// once it is full. Callers hold the session lock.
 type history struct {
-	ring []event
-	head uint64 // seq of the newest event; 0 before the first
+	ring   []event // len(ring) < window only while no event was dropped
+	window int
+	head   uint64 // seq of the newest event; 0 before the first
 }
 
-func newHistory(window int) history { return history{ring: make([]event, window)} }
+func newHistory(window int) history { return history{window: window} }
 
 // floor is the newest seq no longer retained: events floor+1..head are in the
 // ring. A position p can be served iff floor <= p <= head.
 func (h *history) floor() uint64 {
-	if n := uint64(len(h.ring)); h.head > n {
+	if n := uint64(h.window); h.head > n {
 		return h.head - n
 	}
 	return 0
@@ -40,12 +43,23 @@ func (h *history) canServe(after uint64) bool { return after >= h.floor() && aft
 
 func (h *history) append(wire []byte) uint64 {
 	h.head++
-	h.ring[(h.head-1)%uint64(len(h.ring))] = event{seq: h.head, wire: wire}
+	if len(h.ring) < h.window {
+		// Not yet full: seqs 1..head sit at 0..head-1, as they will
+		// in the full ring.
+		if len(h.ring) == cap(h.ring) {
+			grown := make([]event, len(h.ring), min(max(2*cap(h.ring), 4), h.window))
+			copy(grown, h.ring)
+			h.ring = grown
+		}
+		h.ring = append(h.ring, event{seq: h.head, wire: wire})
+		return h.head
+	}
+	h.ring[(h.head-1)%uint64(h.window)] = event{seq: h.head, wire: wire}
 	return h.head
 }
 
 // at returns the event with seq s; floor < s <= head.
-func (h *history) at(s uint64) *event { return &h.ring[(s-1)%uint64(len(h.ring))] }
+func (h *history) at(s uint64) *event { return &h.ring[(s-1)%uint64(h.window)] }
 
 // commitLocked appends one event. The event is encoded here, once; writers
 // send these bytes as they are. s.mu is held; the caller wakes the pacer

@@ -42,21 +42,13 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	storeMax(&u.acked, c.acked.Load())
 	c.user = u
 
+	old := *s.connList.Load()
 	if s.cfg.presence {
-		w.Presence = make([]wire.Member, 0, len(s.conns)+1)
-		for o := range s.conns {
-			w.Presence = append(w.Presence, wire.Member{User: o.identity.User, Conn: o.id})
-		}
-		w.Presence = append(w.Presence, wire.Member{User: c.identity.User, Conn: c.id})
-		join := wire.AppendPresence(nil, wire.TypeJoin, c.identity.User, c.id)
-		for o := range s.conns {
-			o.queue(join)
-		}
+		w.Presence, w.Present = s.noteJoinLocked(c, old)
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
 	c.flags.set(flagWork) // the welcome goes first, from the writer
 	s.conns[c] = struct{}{}
-	old := *s.connList.Load()
 	list := make([]*Conn, len(old), len(old)+1)
 	copy(list, old)
 	list = append(list, c)
@@ -71,7 +63,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 // after round, sockets are visited in about the order the kernel made
 // them, which at 10,000 connections measurably beats a random order.
 
-// unregister detaches c and announces its leaving.
+// unregister detaches c and announces its leaving (see noteLeaveLocked).
 func (s *Session) unregister(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,9 +85,6 @@ func (s *Session) unregister(c *Conn) {
 		}
 	}
 	if s.cfg.presence {
-		leave := wire.AppendPresence(nil, wire.TypeLeave, c.identity.User, c.id)
-		for o := range s.conns {
-			o.queue(leave)
-		}
+		s.noteLeaveLocked(c)
 	}
 }

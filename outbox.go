@@ -23,9 +23,11 @@ import (
 //
 //  1. Whoever writes holds sock. The pacer only tries it and never waits;
 //     the writer and the library wait for it. So frames never interleave.
-//  2. The pacer writes a connection's events only when the writer has no
-//     work of its own (flagWork, flagPing): control messages go first, and
-//     the welcome precedes every event.
+//  2. The pacer writes a connection's events, and the presence messages it
+//     gathered (Session.flushPresence), only when the writer has no work
+//     of its own (flagWork, flagPing): control messages go first, and the
+//     welcome precedes every event. Otherwise presence is queued for the
+//     writer like any control message.
 //  3. A frame the socket did not take at once is handed, with sock still
 //     held, to the writer: the pacer fills partial and sets flagHandoff, and
 //     from then on the writer owns both until it has finished the frame.
@@ -289,6 +291,32 @@ func (c *Conn) offer(r *round) {
 	bp := batchPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], r.frame[w:]...)
 	c.partial = partialFrame{rest: *bp, buf: bp, events: r.n}
+	c.flags.set(flagHandoff)
+	c.wakeWriter()
+}
+
+// offerPresence is the pacer's write of gathered presence messages: frame
+// (msg framed) with one non-blocking system call when the writer has no
+// work of its own, else msg queued for the writer. What the socket does not
+// take is handed to the writer, as in offer.
+func (c *Conn) offerPresence(frame, msg []byte) {
+	if c.direct == nil || !c.sock.TryLock() {
+		c.queue(msg)
+		return
+	}
+	if c.writerWork() || c.flags.has(flagClosed) {
+		c.sock.Unlock()
+		c.queue(msg) // dropped if the connection is closing
+		return
+	}
+	w, err := c.direct.write(frame)
+	if err == nil && w == len(frame) {
+		c.unlockSocket()
+		return
+	}
+	bp := batchPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], frame[w:]...)
+	c.partial = partialFrame{rest: *bp, buf: bp}
 	c.flags.set(flagHandoff)
 	c.wakeWriter()
 }

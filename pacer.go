@@ -4,12 +4,17 @@ import "time"
 
 // The pacer is the one goroutine per session that sends new events to
 // connections, in rounds (Session.writeRound), and retires their idle writers. It
-// runs while the session has connections. Under load rounds grow longer by
+// runs while the session has connections. A Hub's sessions share the hub's
+// pacers instead (see pacer). Under load rounds grow longer by
 // themselves, and each write carries more.
 
 // startPacerLocked starts the pacer when the first connection registers.
 // s.mu is held.
 func (s *Session) startPacerLocked() {
+	if s.pacer != nil { // a Hub's shared pacer
+		s.pacer.activate(s)
+		return
+	}
 	if s.pacerStop != nil {
 		return
 	}
@@ -22,6 +27,10 @@ func (s *Session) startPacerLocked() {
 // stopPacerLocked stops the pacer once the last connection has left.
 // s.mu is held.
 func (s *Session) stopPacerLocked() {
+	if s.pacer != nil {
+		s.pacer.deactivate(s)
+		return
+	}
 	if s.pacerStop != nil {
 		close(s.pacerStop)
 		s.pacerStop = nil
@@ -30,6 +39,10 @@ func (s *Session) stopPacerLocked() {
 
 // wakePacer tells the pacer that an event was committed.
 func (s *Session) wakePacer() {
+	if s.pacer != nil {
+		s.pacer.notify(s)
+		return
+	}
 	select {
 	case s.due <- struct{}{}:
 	default:
@@ -44,12 +57,19 @@ func (s *Session) pace(stop <-chan struct{}) {
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	defer gather.Stop()
+	presence := time.NewTimer(time.Hour)
+	presence.Stop()
+	defer presence.Stop()
 	window := int64(s.cfg.batchWindow)
 	last := -window // Session.now of the last round
 	for {
 		select {
 		case <-stop:
 			return
+		case <-s.presenceDue:
+			presence.Reset(presenceInterval)
+		case <-presence.C:
+			s.flushPresence()
 		case <-sweep.C:
 			s.sweep()
 			sweep.Reset(every)

@@ -23,23 +23,29 @@ import (
 type Session struct {
 	name   string
 	cfg    config
+	hub    *Hub       // the Hub that serves the session, or nil
+	pacer  *pacer     // the Hub's pacer the session shares, or nil: its own
+	ps     pacerState // the shared pacer's bookkeeping
 	epoch  string
 	born   time.Time
 	accept websocket.AcceptOptions
 
-	mu        sync.RWMutex
-	window    history                 // the events connections are served from
-	shared    Log                     // WithLog; nil: the session is its own log
-	ready     bool                    // with shared: the window has the log's epoch
-	head      atomic.Uint64           // log.head, readable without the lock
-	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
-	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
-	pacerStop chan struct{}           // closes the running pacer; nil when none runs
-	dedup     dedup
-	conns     map[*Conn]struct{}
-	users     map[string]*userState
-	admitted  int // connections past admission, registered or not
-	closed    bool
+	mu          sync.RWMutex
+	window      history                 // the events connections are served from
+	shared      Log                     // WithLog; nil: the session is its own log
+	ready       bool                    // with shared: the window has the log's epoch
+	head        atomic.Uint64           // window.head, readable without the lock
+	connList    atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
+	due         chan struct{}           // cap 1: an event was committed; wakes the pacer
+	presence    presenceLog             // joins and leaves not yet sent
+	presenceDue chan struct{}           // cap 1: presence was noted; the pacer sends it within presenceInterval
+	pacerStop   chan struct{}           // closes the running pacer; nil when none runs
+	dedup       dedup
+	conns       map[*Conn]struct{}
+	users       map[string]*userState
+	admitted    int  // connections past admission, registered or not
+	left        bool // a connection ended since a Hub's evictor last looked
+	closed      bool
 
 	wg         sync.WaitGroup // admitted connections until their goroutines end, the pacer and the follower
 	stopFollow context.CancelFunc
@@ -72,18 +78,26 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 	if err := cfg.validateConfig(); err != nil {
 		return nil, err
 	}
+	return newSession(name, cfg, nil), nil
+}
+
+// newSession makes a session from a checked configuration; hub is the Hub
+// that serves it, or nil.
+func newSession(name string, cfg config, hub *Hub) *Session {
 	s := &Session{
+		hub:   hub,
 		name:  name,
 		cfg:   cfg,
 		epoch: newEpoch(),
 		born:  time.Now(),
 		// No compression: events are framed once, by the session (wire.TextFrame).
-		accept: websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
-		window: newHistory(cfg.history),
-		due:    make(chan struct{}, 1),
-		dedup:  newDedup(cfg.dedupWindow),
-		conns:  make(map[*Conn]struct{}),
-		users:  make(map[string]*userState),
+		accept:      websocket.AcceptOptions{OriginPatterns: cfg.origins, CompressionMode: websocket.CompressionDisabled},
+		window:      newHistory(cfg.history),
+		due:         make(chan struct{}, 1),
+		presenceDue: make(chan struct{}, 1),
+		dedup:       newDedup(cfg.dedupWindow),
+		conns:       make(map[*Conn]struct{}),
+		users:       make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
 	if cfg.log != nil {
@@ -93,7 +107,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		s.wg.Add(1)
 		go s.follow(ctx)
 	}
-	return s, nil
+	return s
 }
 
 // Name returns the session's name.

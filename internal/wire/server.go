@@ -94,6 +94,7 @@ type Welcome struct {
 	HeartbeatMS int64
 	Resumed     bool
 	Presence    []Member
+	Present     int // connections present; more than len(Presence) when the list was cut
 }
 
 // AppendWelcome appends w.
@@ -114,6 +115,8 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 	dst = strconv.AppendInt(dst, w.HeartbeatMS, 10)
 	dst = append(dst, `,"resumed":`...)
 	dst = strconv.AppendBool(dst, w.Resumed)
+	dst = append(dst, `,"present":`...)
+	dst = strconv.AppendInt(dst, int64(w.Present), 10)
 	dst = append(dst, `,"presence":[`...)
 	for i, m := range w.Presence {
 		if i > 0 {

@@ -64,3 +64,7 @@ func Lookup(name string) (Peer, error) {
 	}
 	return Peer{}, fmt.Errorf("unknown peer %q", name)
 }
+
+// NewGorillaHub returns one gorilla hub (see hub.go); the many-rooms
+// benchmark runs one per room.
+func NewGorillaHub(c Config) (Server, error) { return newHub(c) }
