@@ -15,6 +15,7 @@ const MAX_NOTE = 280; // characters, as the server checks (it refuses longer not
 const MAX_ITEMS = 300; // notes kept in sessionStorage
 const MAX_ROWS = 200; // notes drawn: the last ones
 const TICK_MS = 250; // redraws the connection figures
+const BURST_MS = 200; // the shortest time between two draws of a burst
 const SAVE_MS = 1000; // saves the state when it changed (and on pagehide)
 
 const $ = (id) => document.getElementById(id);
@@ -180,12 +181,21 @@ let renderedSeq = 0; // the last note drawn
 let renderQueued = false;
 const pendingLis = []; // the rows of notes sent and not yet in the list, at its end
 
-// Draws at most once a frame; a hidden tab gets no frames, so a timer
-// stands in (the list is drawn when the tab is seen again anyway).
+// Draws at most once a frame, and during a burst at most every BURST_MS:
+// nobody reads thousands of notes a second, and each draw of a burst
+// rewrites every row. A hidden tab gets no frames, so a timer stands in
+// (the list is drawn when the tab is seen again anyway).
+let burstUntil = 0; // no burst draw before this (performance.now())
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
   const once = () => { if (renderQueued) render(); };
+  const wait = burstUntil - performance.now();
+  if (wait > 0) {
+    setTimeout(() => requestAnimationFrame(once), wait);
+    setTimeout(once, wait + 250);
+    return;
+  }
   requestAnimationFrame(once);
   setTimeout(once, 250);
 }
@@ -212,6 +222,7 @@ function render(initial = false) {
   if (items.length) renderedSeq = items[items.length - 1].seq;
   // A few new notes are highlighted; a burst is not.
   const highlight = !initial && fresh <= 20;
+  burstUntil = fresh > 20 ? performance.now() + BURST_MS : 0;
   const before = pendingLis[0] || null;
   if (highlight && rows.length === n && fresh > 0) {
     // Full: the oldest rows go to the end, to draw the new notes.
