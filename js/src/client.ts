@@ -109,6 +109,9 @@ interface Msg {
 }
 
 const now = Date.now;
+const clock = () => (g.performance ? g.performance.now() : now());
+/** Milliseconds of messages handled in one task before the rest waits for the next. */
+const SLICE = 5;
 
 /** Exponential delay for attempt n (from 0), with "equal jitter": a random point in the upper half. */
 const delay = (min: number, max: number, n: number) => {
@@ -123,7 +126,7 @@ const utf8 = (s: string) => new TextEncoder().encode(s).length;
 
 const g: any = globalThis;
 
-type Timer = 'dead' | 'retry' | 'ack' | 'pub';
+type Timer = 'dead' | 'retry' | 'ack' | 'pub' | 'run';
 
 /**
  * A connection to a fanout session that survives disconnects: it resumes
@@ -158,7 +161,10 @@ export class FanoutClient {
   private ackable = 0; // last seq processed from this connection
   private acked = 0; // last seq acked on this connection
   private lastAck = 0;
-  private timers: Record<Timer, any> = { dead: 0, retry: 0, ack: 0, pub: 0 };
+  private timers: Record<Timer, any> = { dead: 0, retry: 0, ack: 0, pub: 0, run: 0 };
+  private q: string[] = []; // lines received and not yet handled, from q[qi]
+  private qi = 0;
+  private busy = false; // handling messages: a frame that arrives now joins the queue
   private members = new Map<string, string>(); // conn -> user
 
   // Publishes in publish order, and the window that paces them on a connection.
@@ -278,24 +284,53 @@ export class FanoutClient {
     ws.onerror = () => {}; // a close follows; some WebSocket implementations throw an unheard error
   }
 
-  /** A frame: one or more messages separated by "\n". */
+  /**
+   * A frame: one or more messages separated by "\n". They are handled in
+   * order, in slices of a few milliseconds: a frame of thousands of events
+   * leaves the page time to draw between slices, and a frame that arrives
+   * meanwhile waits its turn.
+   */
   private frame(ws: WebSocket, data: unknown) {
     this.last = now();
     if (typeof data !== 'string') return this.drop('binary frame');
+    const lines = data.split('\n');
+    if (this.qi < this.q.length) for (const l of lines) this.q.push(l);
+    else {
+      this.q = lines;
+      this.qi = 0;
+    }
+    if (!this.busy && !this.timers.run) this.run(ws);
+  }
+
+  private run(ws: WebSocket) {
+    this.timers.run = 0;
     const out: string[] = [];
-    for (const line of data.split('\n')) {
-      if (!line.trim()) continue;
-      let m: Msg;
-      try {
-        m = JSON.parse(line);
-      } catch {
-        return this.drop('malformed message');
+    const end = clock() + SLICE;
+    this.busy = true;
+    try {
+      while (this.qi < this.q.length) {
+        const line = this.q[this.qi++];
+        if (!line.trim()) continue;
+        let m: Msg;
+        try {
+          m = JSON.parse(line);
+        } catch {
+          return this.drop('malformed message');
+        }
+        if (!m || typeof m.type != 'string' || (!this.welcomed && m.type != 'welcome')) {
+          return this.drop('unexpected message');
+        }
+        this.handle(m, out);
+        if (this.ws !== ws) return; // the message, or a callback, ended this connection
+        if (!(this.qi & 15) && this.qi < this.q.length && clock() > end) {
+          this.q = this.q.slice(this.qi);
+          this.qi = 0;
+          this.timers.run = setTimeout(() => this.run(ws));
+          break;
+        }
       }
-      if (!m || typeof m.type != 'string' || (!this.welcomed && m.type != 'welcome')) {
-        return this.drop('unexpected message');
-      }
-      this.handle(m, out);
-      if (this.ws !== ws) return; // the message, or a callback, ended this connection
+    } finally {
+      this.busy = false;
     }
     if (this.ackable > this.acked) {
       if (now() - this.lastAck >= (this.o.ackInterval ?? 100)) out.push(this.ackMsg());
@@ -527,6 +562,9 @@ export class FanoutClient {
     this.clear('dead');
     this.clear('ack');
     this.clear('pub');
+    this.clear('run');
+    this.q = [];
+    this.qi = 0;
     return ws;
   }
 

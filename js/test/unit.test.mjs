@@ -251,3 +251,43 @@ test('close sends a last ack and 1000, and fails pending publishes with a Closed
   assert.equal(errors.length, 0, 'a close is not an error');
   client.close();
 });
+
+test('a large frame is handled in slices, in order, with frames that arrive meanwhile after it', async () => {
+  let busy = 0;
+  const { client, last, got } = setup({
+    onEvent: (e) => {
+      got.push(e);
+      const end = performance.now() + 0.05; // some work per event
+      while (performance.now() < end) busy++;
+    },
+  });
+  const n = 2000;
+  last().recv(welcome({ head: 0 }), ...Array.from({ length: n }, (_, i) => event(i + 1)));
+  const first = got.length;
+  assert.ok(first > 0 && first < n, `the first task handled ${first} of ${n} events`);
+  last().recv(event(n + 1), event(n + 2));
+  assert.equal(got.length, first, 'a frame arriving meanwhile waits its turn');
+  await until(() => got.length === n + 2, 5000, 'all events');
+  assert.deepEqual(got.map((e) => e.seq), Array.from({ length: n + 2 }, (_, i) => i + 1));
+  await until(() => last().messages().some((m) => m.type === 'ack' && m.seq === n + 2), 1000, 'the ack of the last');
+  assert.ok(busy > 0);
+  client.close();
+});
+
+test('a connection dropped with messages still queued drops them: they are resumed after', async () => {
+  const { client, sockets, last, got } = setup({
+    onEvent: (e) => {
+      got.push(e);
+      const end = performance.now() + 0.05;
+      while (performance.now() < end);
+    },
+  });
+  last().recv(welcome({ head: 0 }), ...Array.from({ length: 2000 }, (_, i) => event(i + 1)));
+  const handled = got.length;
+  assert.ok(handled < 2000);
+  last().end(1006);
+  await until(() => sockets.length === 2, 1000, 'a reconnect');
+  assert.equal(got.length, handled, 'nothing handled from a closed connection');
+  assert.equal(last().url.searchParams.get('after'), String(handled));
+  client.close();
+});

@@ -15,16 +15,18 @@ const MAX_NOTE = 280; // characters, as the server checks (it refuses longer not
 const MAX_ITEMS = 300; // notes kept in sessionStorage
 const MAX_ROWS = 200; // notes drawn: the last ones
 const TICK_MS = 250; // redraws the connection figures
+const BURST_MS = 200; // the shortest time between two draws of a burst
 const SAVE_MS = 1000; // saves the state when it changed (and on pagehide)
 
 const $ = (id) => document.getElementById(id);
+const stats = new Map(); // name -> the element of a connection figure
 const el = {
   me: $('me'), status: $('status'), statusText: $('status-text'), retry: $('retry'),
   otherTab: $('other-tab'), notice: $('notice'), noticeTitle: $('notice-title'),
   noticeText: $('notice-text'), noticeClose: $('notice-close'), items: $('items'),
   empty: $('empty'), errors: $('errors'), composer: $('composer'), text: $('text'),
   count: $('count'), add: $('add'), presence: $('presence'), presenceCount: $('presence-count'),
-  stat: (name) => $('stat-' + name),
+  stat: (name) => stats.get(name) || stats.set(name, $('stat-' + name)).get(name),
 };
 
 // ---- identity -------------------------------------------------------------
@@ -127,10 +129,10 @@ function send(p) {
 function settle(p) {
   const i = state.pending.indexOf(p);
   if (i >= 0) state.pending.splice(i, 1);
-  const li = p.seq !== null && rows.get(p.seq);
-  if (li) {
-    li.classList.remove('pending');
-    li.querySelector('.meta').textContent = timeOf(li.data);
+  const r = p.seq !== null && rowOf(p.seq);
+  if (r) {
+    setClass(r, r.key.replace(' pending', ''));
+    setText(r.t[3], timeOf(r.data));
   }
   dirty = true;
   renderPending();
@@ -168,29 +170,35 @@ function save() {
 }
 
 // ---- rendering --------------------------------------------------------------
-// New notes are appended to the list at most once a frame, and only the
-// last MAX_ROWS are drawn: a burst of thousands a second costs a few rows
-// per frame, never a redraw of the whole list.
-const rows = new Map(); // seq -> li, for the notes on the page
+// The list draws the last MAX_ROWS notes in a fixed set of rows, at most
+// once a frame. A few new notes move the oldest rows to the end and fill
+// them; a burst rewrites the text of the rows in place, so that thousands
+// of notes a second cost at most MAX_ROWS text updates a frame: no new
+// elements, no style recalculation, and no layout read (the scroll box
+// keeps to the bottom by itself, see style.css).
+const rows = []; // the rows drawn, in list order: {li, seq, data, key, t: [seq, from, text, meta]}
 let renderedSeq = 0; // the last note drawn
 let renderQueued = false;
+const pendingLis = []; // the rows of notes sent and not yet in the list, at its end
 
-// Draws at most once a frame; a hidden tab gets no frames, so a timer
-// stands in (the list is drawn when the tab is seen again anyway).
+// Draws at most once a frame, and during a burst at most every BURST_MS:
+// nobody reads thousands of notes a second, and each draw of a burst
+// rewrites every row. A hidden tab gets no frames, so a timer stands in
+// (the list is drawn when the tab is seen again anyway).
+let burstUntil = 0; // no burst draw before this (performance.now())
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
   const once = () => { if (renderQueued) render(); };
+  const wait = burstUntil - performance.now();
+  if (wait > 0) {
+    setTimeout(() => requestAnimationFrame(once), wait);
+    setTimeout(once, wait + 250);
+    return;
+  }
   requestAnimationFrame(once);
   setTimeout(once, 250);
 }
-
-// Whether the list follows new notes: true unless the reader scrolled up.
-let follow = true;
-el.items.addEventListener('scroll', () => {
-  const list = el.items;
-  follow = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
-}, { passive: true });
 
 // trim keeps the last MAX_ITEMS notes (in batches, not one by one).
 function trim() {
@@ -198,8 +206,8 @@ function trim() {
 }
 
 function renderAll() {
-  rows.clear();
-  el.items.replaceChildren();
+  for (const r of rows) r.li.remove();
+  rows.length = 0;
   renderedSeq = 0;
   render(true);
 }
@@ -207,34 +215,95 @@ function renderAll() {
 function render(initial = false) {
   renderQueued = false;
   trim();
-  const list = el.items;
-  const waiting = new Set(state.pending.map((p) => p.id));
-  const frag = document.createDocumentFragment();
-  const first = Math.max(firstAfter(renderedSeq), state.items.length - MAX_ROWS);
+  const items = state.items;
+  const n = Math.min(items.length, MAX_ROWS);
+  const base = items.length - n; // rows[i] draws items[base + i]
+  const fresh = Math.min(n, items.length - firstAfter(renderedSeq)); // notes not drawn yet
+  if (items.length) renderedSeq = items[items.length - 1].seq;
   // A few new notes are highlighted; a burst is not.
-  const highlight = !initial && state.items.length - first <= 20;
-  for (let i = first; i < state.items.length; i++) {
-    const it = state.items[i];
-    const mine = it.from === user && it.id !== null && waiting.has(it.id);
-    const li = row(`#${it.seq}`, it.from, noteText(it.data), mine ? 'waiting for ack' : timeOf(it.data));
-    li.dataset.seq = String(it.seq);
-    li.data = it.data;
-    if (it.from === user) li.classList.add('mine');
-    if (mine) li.classList.add('pending');
-    if (highlight) li.classList.add('fresh');
-    rows.set(it.seq, li);
-    frag.append(li);
+  const highlight = !initial && fresh <= 20;
+  burstUntil = fresh > 20 ? performance.now() + BURST_MS : 0;
+  const before = pendingLis[0] || null;
+  if (highlight && rows.length === n && fresh > 0) {
+    // Full: the oldest rows go to the end, to draw the new notes.
+    const moved = rows.splice(0, fresh);
+    const frag = document.createDocumentFragment();
+    for (const r of moved) frag.append(r.li);
+    rows.push(...moved);
+    el.items.insertBefore(frag, before);
+  } else if (rows.length !== n) {
+    const frag = document.createDocumentFragment();
+    while (rows.length < n) {
+      const r = newRow();
+      rows.push(r);
+      frag.append(r.li);
+    }
+    while (rows.length > n) rows.pop().li.remove();
+    el.items.insertBefore(frag, before);
   }
-  if (state.items.length) renderedSeq = state.items[state.items.length - 1].seq;
-  list.insertBefore(frag, pendingRows ? list.querySelector('li[data-pending]') : null);
-  // Keep the last MAX_ROWS notes drawn.
-  for (const [seq, li] of rows) {
-    if (rows.size <= MAX_ROWS) break;
-    li.remove();
-    rows.delete(seq);
+  const waiting = state.pending.length ? new Set(state.pending.map((p) => p.id)) : null;
+  for (let i = 0; i < n; i++) {
+    const it = items[base + i];
+    const r = rows[i];
+    if (r.seq !== it.seq) fill(r, it, waiting, highlight && i >= n - fresh);
+    else if (!highlight && r.key.endsWith(' fresh')) setClass(r, r.key.slice(0, -6));
   }
-  renderPending();
-  if (follow) list.scrollTop = list.scrollHeight;
+  if (state.pending.length || pendingLis.length) renderPending();
+  else {
+    setHidden(el.empty, items.length > 0);
+    renderStats();
+  }
+}
+
+// newRow makes a row whose four cells each hold one text node, so that
+// drawing another note into it changes text and nothing else.
+function newRow() {
+  const li = document.createElement('li');
+  const t = ['seq', 'from', 'text', 'meta'].map((cls) => {
+    const s = document.createElement('span');
+    s.className = cls;
+    return s.appendChild(document.createTextNode(''));
+  });
+  for (const x of t) li.append(x.parentNode);
+  return { li, seq: 0, data: null, key: '', from: undefined, t };
+}
+
+// fill draws item it into row r, writing only what differs from what the
+// row showed before.
+function fill(r, it, waiting, fresh) {
+  const mine = it.from === user && it.id !== null && waiting !== null && waiting.has(it.id);
+  r.seq = it.seq;
+  r.data = it.data;
+  r.li.dataset.seq = String(it.seq);
+  setText(r.t[0], '#' + it.seq);
+  if (r.from !== it.from) {
+    r.from = it.from;
+    const f = r.t[1].parentNode;
+    f.className = it.from === null ? 'from server' : 'from';
+    f.style.color = it.from === null ? '' : colorOf(it.from);
+    setText(r.t[1], it.from === null ? 'server' : it.from);
+  }
+  setText(r.t[2], noteText(it.data));
+  setText(r.t[3], mine ? 'waiting for ack' : timeOf(it.data));
+  setClass(r, (it.from === user ? 'mine' : '') + (mine ? ' pending' : '') + (fresh ? ' fresh' : ''));
+}
+
+function setClass(r, key) {
+  if (r.key !== key) r.li.className = r.key = key;
+}
+
+function setText(node, text) {
+  if (node.data !== text) node.data = text;
+}
+
+function setHidden(e, hidden) {
+  if (e.hidden !== hidden) e.hidden = hidden;
+}
+
+// rowOf returns the row drawing the note seq, if any.
+function rowOf(seq) {
+  const i = rows.length ? seq - rows[0].seq : -1;
+  return i >= 0 && i < rows.length && rows[i].seq === seq ? rows[i] : null;
 }
 
 // firstAfter is the index of the first kept note after seq.
@@ -245,19 +314,18 @@ function firstAfter(seq) {
 }
 
 // renderPending draws the notes sent and not yet in the list, at its end.
-let pendingRows = 0;
 function renderPending() {
-  if (pendingRows) for (const li of el.items.querySelectorAll('li[data-pending]')) li.remove();
-  pendingRows = 0;
+  for (const li of pendingLis) li.remove();
+  pendingLis.length = 0;
   for (const p of state.pending) {
     if (p.seq !== null) continue; // in the list already
     const li = row('…', user, p.text, connected ? 'sending…' : 'waiting for connection');
     li.classList.add('pending', 'mine');
     li.dataset.pending = p.id;
     el.items.append(li);
-    pendingRows++;
+    pendingLis.push(li);
   }
-  el.empty.hidden = state.items.length + state.pending.length > 0;
+  setHidden(el.empty, state.items.length + state.pending.length > 0);
   renderStats();
 }
 
@@ -300,20 +368,19 @@ function renderPresence() {
 
 function renderStats() {
   const s = client ? client.stats : {};
-  const epoch = el.stat('epoch');
   const ep = client?.position.epoch || state.epoch || '';
-  epoch.textContent = ep ? ep.slice(0, 8) + '…' : '–';
-  epoch.title = ep;
+  const epoch = el.stat('epoch');
+  if (epoch.title !== ep) {
+    epoch.textContent = ep ? ep.slice(0, 8) + '…' : '–';
+    epoch.title = ep;
+  }
   const hb = client?.heartbeatInterval;
   const figures = {
     seq: state.seq, acked: s.acked ?? 0, pending: state.pending.length,
     heartbeat: hb ? `${hb / 1000} s` : '–',
     reconnects: s.reconnects ?? 0, resets: s.resets ?? 0, duplicates: s.duplicates ?? 0,
   };
-  for (const [name, v] of Object.entries(figures)) {
-    const d = el.stat(name);
-    if (d.textContent !== String(v)) d.textContent = String(v);
-  }
+  for (const name in figures) setText(el.stat(name).firstChild, String(figures[name]));
 }
 
 function setStatus(stateName, text) {
@@ -346,9 +413,11 @@ function noteText(data) {
   return JSON.stringify(data);
 }
 
+// One formatter for every row: making one per call costs more than the row.
+const clock = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
 function timeOf(data) {
   const at = data !== null && typeof data === 'object' ? Date.parse(data.at) : NaN;
-  return Number.isNaN(at) ? '' : new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return Number.isNaN(at) ? '' : clock.format(at);
 }
 
 function validName(name) {
