@@ -50,6 +50,8 @@ type Session struct {
 	slowCloses atomic.Uint64
 	resumed    atomic.Uint64
 	resets     atomic.Uint64
+
+	observed // WithObserver
 }
 
 // userState is what the session tracks per identity while it has
@@ -86,6 +88,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		users:  make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
+	s.startObserving()
 	if cfg.log != nil {
 		s.shared, s.epoch = cfg.log, ""
 		ctx, cancel := context.WithCancel(context.Background())
@@ -166,7 +169,7 @@ func (s *Session) publishFrom(ctx context.Context, user, id string, data []byte)
 	}
 	if seq, dup := s.dedup.lookup(k); dup {
 		s.mu.Unlock()
-		s.deduped.Add(1)
+		s.noteDeduplicated()
 		return seq, nil
 	}
 	seq := s.commitLocked(data, user, id)
