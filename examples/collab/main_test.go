@@ -305,7 +305,7 @@ func TestRunStopsOnListenerError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	require.NoError(t, ln.Close())
-	err = run(context.Background(), ln, slog.New(slog.DiscardHandler))
+	err = run(context.Background(), ln, slog.New(slog.DiscardHandler), 0)
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, http.ErrServerClosed))
 }
