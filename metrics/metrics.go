@@ -69,7 +69,7 @@ type Metrics struct {
 	logErrors               *prometheus.CounterVec
 	logGaps, logProbes      prometheus.Counter
 
-	all  *series  // without a session label
+	all  *series // without a session label
 	mu   sync.Mutex
 	sets sync.Map // with one: label value -> *series
 }
