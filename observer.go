@@ -160,8 +160,12 @@ func (s *Session) startObserving() {
 // stamp records when the event seq entered the window.
 func (s *Session) stamp(seq uint64) {
 	if s.stamps != nil {
-		s.stamps[(seq-1)%uint64(len(s.stamps))].Store(s.now())
+		s.stampNow(seq)
 	}
+}
+
+func (s *Session) stampNow(seq uint64) {
+	s.stamps[(seq-1)%uint64(len(s.stamps))].Store(s.now())
 }
 
 // stampAfter returns when the event after seq after entered the window, 0
@@ -176,12 +180,16 @@ func (s *Session) stampAfter(after uint64) int64 {
 func (s *Session) notePublished(client bool) {
 	s.published.Add(1)
 	if s.obs != nil {
-		o := OriginServer
-		if client {
-			o = OriginClient
-		}
-		s.obs.Published(s.name, o)
+		s.observePublished(client)
 	}
+}
+
+func (s *Session) observePublished(client bool) {
+	o := OriginServer
+	if client {
+		o = OriginClient
+	}
+	s.obs.Published(s.name, o)
 }
 
 func (s *Session) noteDeduplicated() {
@@ -235,8 +243,12 @@ func (s *Session) noteConnOpened() {
 
 func (s *Session) noteConnClosed(c *Conn) {
 	if s.obs != nil {
-		s.obs.ConnClosed(s.name, CloseCodeOf(c.CloseReason()))
+		s.observeClosed(c)
 	}
+}
+
+func (s *Session) observeClosed(c *Conn) {
+	s.obs.ConnClosed(s.name, CloseCodeOf(c.CloseReason()))
 }
 
 func (s *Session) noteStopped() {
