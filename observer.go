@@ -73,7 +73,8 @@ type Observer interface {
 	HeartbeatTimeout(session string)
 
 	// HubSessionCreated and HubSessionEvicted are called by a Hub when it
-	// creates a session on demand and when it evicts an idle one.
+	// creates a session on demand and when it evicts an idle one, on the
+	// observer its sessions are given.
 	HubSessionCreated(session string)
 	HubSessionEvicted(session string)
 
@@ -84,9 +85,10 @@ type Observer interface {
 	// one of its own operations, from a small fixed set.
 	LogError(stream, op string, err error)
 	// LogGapRepaired and LogProbeRestarted are reported by Log
-	// implementations: a gap found in the tail they follow and filled by
-	// reading the missing records, and a restart of the probe with which
-	// they watch their backend.
+	// implementations, which take an Observer through an option of their
+	// own: a gap found in the tail they follow and filled by reading the
+	// missing records, and a restart of the probe with which they watch
+	// their backend.
 	LogGapRepaired(stream string)
 	LogProbeRestarted(stream string)
 }
