@@ -26,6 +26,7 @@ type Conn struct {
 	identity Identity
 	remote   string
 	user     *userState // set by register
+	joinHead uint64     // set by register: the head then; events up to it are replayed to c, not live
 
 	acked     atomic.Uint64 // highest seq the client acknowledged
 	lastHeard atomic.Int64  // Session.now of the last message from the client

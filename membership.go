@@ -32,6 +32,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		}
 	}
 	c.sent.Store(start)
+	c.joinHead = h.head
 
 	u := s.users[c.identity.User]
 	if u == nil {

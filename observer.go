@@ -59,10 +59,13 @@ type Observer interface {
 	// Wrote is called after each frame written in full to a connection
 	// by the session (not the WebSocket library's close frames): events
 	// is how many events it carried (0 for control messages alone) and
-	// bytes its size on the wire. With events > 0, latency is how long
-	// the oldest event in it waited: from its commit (on a shared log,
-	// from its arrival on this node) to the end of the write. Its
-	// other events waited less, so latency is an upper bound for each.
+	// bytes its size on the wire. latency is how long the oldest event
+	// in it waited: from its commit (on a shared log, from its arrival on
+	// this node) to the end of the write; its other events waited less,
+	// so latency is an upper bound for each. It is -1 for a frame without
+	// events, and for a replay to a resuming connection of events
+	// committed before it connected, whose wait says how long the client
+	// was away rather than how fast the session writes.
 	Wrote(session string, events, bytes int, latency time.Duration)
 	// SlowConsumer is called when a connection is closed as a slow
 	// consumer (4001): it fell out of the history window, its control
@@ -170,11 +173,17 @@ func (s *Session) stampNow(seq uint64) {
 	s.stamps[(seq-1)%uint64(len(s.stamps))].Store(s.now())
 }
 
-// stampAfter returns when the event after seq after entered the window, 0
-// without an observer.
-func (s *Session) stampAfter(after uint64) int64 {
+// stampFor returns when the event after seq after was committed, for the
+// latency of a frame to c that starts with it: 0 without an observer, -1
+// when c is being replayed that event (it resumed from before it), whose
+// wait says how long the client was away rather than how fast the session
+// writes.
+func (s *Session) stampFor(c *Conn, after uint64) int64 {
 	if s.stamps == nil {
 		return 0
+	}
+	if after < c.joinHead {
+		return -1
 	}
 	return s.stamps[after%uint64(len(s.stamps))].Load()
 }
@@ -266,21 +275,23 @@ func (s *Session) noteLogError(op string, err error) {
 }
 
 // noteWrote reports a frame of n events after seq after, bytes long,
-// written in full; stamp, when not 0, is the commit time of its first
-// event as read before the write began (a handed-over frame's).
-func (s *Session) noteWrote(n, bytes int, after uint64, stamp int64) {
+// written in full to c; stamp, when not 0, is stampFor its first event as
+// taken before the write began (a handed-over frame's).
+func (s *Session) noteWrote(c *Conn, n, bytes int, after uint64, stamp int64) {
 	if s.obs != nil {
-		s.wrote(n, bytes, after, stamp)
+		s.wrote(c, n, bytes, after, stamp)
 	}
 }
 
-func (s *Session) wrote(n, bytes int, after uint64, stamp int64) {
-	var latency time.Duration
+func (s *Session) wrote(c *Conn, n, bytes int, after uint64, stamp int64) {
+	latency := time.Duration(-1)
 	if n > 0 {
 		if stamp == 0 {
-			stamp = s.stampAfter(after)
+			stamp = s.stampFor(c, after)
 		}
-		latency = max(time.Duration(s.now()-stamp), 0)
+		if stamp > 0 {
+			latency = max(time.Duration(s.now()-stamp), 0)
+		}
 	}
 	s.obs.Wrote(s.name, n, bytes, latency)
 }

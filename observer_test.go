@@ -175,6 +175,35 @@ func TestObserverLatency(t *testing.T) {
 	assert.GreaterOrEqual(t, obs.latency[1], window/2)
 }
 
+// A replay to a resuming client is not a latency: its events waited for
+// the client to come back. The events after it are.
+func TestObserverReplayHasNoLatency(t *testing.T) {
+	obs := newCounter()
+	sv := newServer(t, fanout.WithObserver(obs), fanout.WithPresence(false))
+	for i := range 5 {
+		sv.publish(fmt.Sprint(i))
+	}
+	c := dial(t, sv.url("after=0&epoch="+sv.s.Epoch()), nil)
+	require.True(t, c.welcome.Resumed)
+	c.events(t, 5)
+	require.Eventually(t, func() bool { return obs.delivered() == 5 }, 5*time.Second, time.Millisecond)
+	obs.mu.Lock()
+	require.NotEmpty(t, obs.latency)
+	for _, l := range obs.latency {
+		assert.Equal(t, time.Duration(-1), l)
+	}
+	obs.latency = nil
+	obs.mu.Unlock()
+
+	sv.publish(`5`)
+	c.events(t, 1)
+	require.Eventually(t, func() bool { return obs.delivered() == 6 }, 5*time.Second, time.Millisecond)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	require.Len(t, obs.latency, 1)
+	assert.GreaterOrEqual(t, obs.latency[0], time.Duration(0))
+}
+
 // Slow consumers and heartbeat timeouts are reported as they are
 // decided, and with the code the connection closed with.
 func TestObserverSlowConsumerAndHeartbeat(t *testing.T) {

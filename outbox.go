@@ -76,7 +76,7 @@ type partialFrame struct {
 	buf    *[]byte // the pooled buffer under rest
 	events int     // the events in the frame, counted as delivered once written
 	size   int     // the whole frame's, for an observer
-	stamp  int64   // with an observer: when the frame's first event was committed
+	stamp  int64   // with an observer: Session.stampFor its first event
 }
 
 func (p *partialFrame) free() {
@@ -278,7 +278,7 @@ func (c *Conn) offer(r *round) {
 	w, err := c.direct.write(r.frame)
 	if err == nil && w == len(r.frame) {
 		c.s.delivered.Add(uint64(r.n))
-		c.s.noteWrote(r.n, len(r.frame), r.after, 0)
+		c.s.noteWrote(c, r.n, len(r.frame), r.after, 0)
 		c.unlockSocket()
 		if r.more { // a backlog: the writer catches up
 			c.wakeWriter()
@@ -289,7 +289,7 @@ func (c *Conn) offer(r *round) {
 	// reports it. The round's frame is shared, so the rest is copied.
 	bp := batchPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], r.frame[w:]...)
-	c.partial = partialFrame{rest: *bp, buf: bp, events: r.n, size: len(r.frame), stamp: c.s.stampAfter(r.after)}
+	c.partial = partialFrame{rest: *bp, buf: bp, events: r.n, size: len(r.frame), stamp: c.s.stampFor(c, r.after)}
 	c.flags.set(flagHandoff)
 	c.wakeWriter()
 }
@@ -395,7 +395,7 @@ func (c *Conn) runWriter() {
 			return
 		}
 		s.delivered.Add(uint64(n))
-		s.noteWrote(n, len(frame), after, 0)
+		s.noteWrote(c, n, len(frame), after, 0)
 		c.sock.Unlock()
 		if more || closing {
 			continue
@@ -420,7 +420,7 @@ func (c *Conn) finishPartial() bool {
 		return false
 	}
 	c.s.delivered.Add(uint64(n))
-	c.s.noteWrote(n, size, 0, stamp)
+	c.s.noteWrote(c, n, size, 0, stamp)
 	return true
 }
 

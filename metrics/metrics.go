@@ -27,7 +27,7 @@
 //	frames_written_total               counter  frames written to connections
 //	deliveries_total                   counter  events written to connections (one per event and connection)
 //	written_bytes_total                counter  bytes of those frames
-//	publish_to_write_seconds           histogram  per frame with events: from its oldest event's commit to the end of the write
+//	publish_to_write_seconds           histogram  per frame with events: from its oldest event's commit to the end of the write (replays to resuming clients excluded)
 //	slow_consumer_closes_total         counter  connections closed as slow consumers (4001)
 //	heartbeat_timeouts_total           counter  connections closed for not answering heartbeats (4002)
 //	hub_sessions_created_total         counter  sessions a hub created on demand
@@ -135,7 +135,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.bytes = counter("written_bytes_total", "Bytes of the frames written to connections.", with())
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "fanout", Name: "publish_to_write_seconds",
-		Help:    "For each frame written with events: time from the commit of its oldest event to the end of the write.",
+		Help:    "For each frame written with events (but replays to resuming clients): time from the commit of its oldest event to the end of the write.",
 		Buckets: LatencyBuckets,
 	}, with())
 	m.slow = counter("slow_consumer_closes_total", "Connections closed as slow consumers (4001).", with())
@@ -284,6 +284,8 @@ func (m *Metrics) Wrote(session string, events, bytes int, latency time.Duration
 	s.bytes.Add(float64(bytes))
 	if events > 0 {
 		s.deliveries.Add(float64(events))
+	}
+	if latency >= 0 {
 		s.latency.Observe(latency.Seconds())
 	}
 }
