@@ -160,7 +160,7 @@ func TestObserverCounts(t *testing.T) {
 // next one.
 func TestObserverLatency(t *testing.T) {
 	obs := newCounter()
-	const window = 200 * time.Millisecond
+	const window = time.Second
 	sv := newServer(t, fanout.WithObserver(obs), fanout.WithBatchWindow(window), fanout.WithPresence(false))
 	c := dial(t, sv.url(""), nil)
 	sv.publish(`1`) // goes out at once, and starts a window

@@ -88,7 +88,7 @@ func TestOperatorEndpoints(t *testing.T) {
 // still served; only then are they closed with 1001. Liveness stays 200.
 func TestDrainBeforeGoingAway(t *testing.T) {
 	ts := startServer(t, nil)
-	ts.app.drain = 300 * time.Millisecond
+	ts.app.drain = time.Second
 	c, _ := dial(t, ts.wsURL("?user=a"))
 	closed := make(chan error, 1)
 	go func() {
