@@ -182,6 +182,35 @@ func TestPrometheusScrapesExample(t *testing.T) {
 	assert.Greater(t, rate, 10.0, "deliveries per second")
 	assert.Less(t, rate, 200.0, "deliveries per second")
 	t.Logf("Prometheus: fanout_connections %v, deliveries %.1f/s", conns, rate)
+
+	// The queries the README suggests for a dashboard run, and those about
+	// what this test did answer.
+	queries := readmeQueries(t)
+	require.NotEmpty(t, queries)
+	for _, q := range queries {
+		n := len(prom.results(t, q))
+		if strings.Contains(q, "deliveries") || strings.Contains(q, "publish_to_write") || strings.Contains(q, "fanout_connections") {
+			assert.Positive(t, n, "no answer to %s", q)
+		}
+	}
+}
+
+// readmeQueries returns the PromQL queries of the README's promql block,
+// one a line, without their comments.
+func readmeQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	_, block, found := strings.Cut(string(b), "```promql\n")
+	require.True(t, found, "README has no promql block")
+	block, _, _ = strings.Cut(block, "```")
+	var out []string
+	for line := range strings.SplitSeq(block, "\n") {
+		if q, _, _ := strings.Cut(line, "#"); strings.TrimSpace(q) != "" {
+			out = append(out, strings.TrimSpace(q))
+		}
+	}
+	return out
 }
 
 // needTool returns the path of a program the tests need. Without it the
@@ -284,6 +313,27 @@ scrape_configs:
 // returns its value; ok is false while the answer is empty.
 func (p *promServer) query(t *testing.T, promql string) (v float64, ok bool) {
 	t.Helper()
+	res := p.results(t, promql)
+	if len(res) == 0 {
+		return 0, false
+	}
+	require.Len(t, res, 1, "query %s", promql)
+	s, isString := res[0].Value[1].(string)
+	require.True(t, isString)
+	v, err := strconv.ParseFloat(s, 64)
+	require.NoError(t, err)
+	return v, true
+}
+
+// sample is one series of an instant query's answer.
+type sample struct {
+	Value [2]any `json:"value"`
+}
+
+// results runs an instant PromQL query, which must succeed, and returns
+// its samples.
+func (p *promServer) results(t *testing.T, promql string) []sample {
+	t.Helper()
 	resp, err := http.Get(p.api + "/api/v1/query?query=" + url.QueryEscape(promql))
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -291,22 +341,12 @@ func (p *promServer) query(t *testing.T, promql string) (v float64, ok bool) {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
+			Result []sample `json:"result"`
 		} `json:"data"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
 	require.Equal(t, "success", r.Status, "query %s: %s", promql, r.Error)
-	if len(r.Data.Result) == 0 {
-		return 0, false
-	}
-	require.Len(t, r.Data.Result, 1, "query %s", promql)
-	s, isString := r.Data.Result[0].Value[1].(string)
-	require.True(t, isString)
-	v, err = strconv.ParseFloat(s, 64)
-	require.NoError(t, err)
-	return v, true
+	return r.Data.Result
 }
 
 // freePort returns a loopback address no one listens on now.
