@@ -35,6 +35,7 @@ const (
 // due. With more than one CPU the list is split between goroutines, one
 // per CPU, each going down its part in order.
 func (s *Session) writeRound() {
+	s.noteRound()
 	list := *s.connList.Load()
 	head := s.head.Load()
 	parts := min(runtime.GOMAXPROCS(0), len(list)/s.cfg.minPart)

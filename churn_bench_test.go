@@ -170,7 +170,7 @@ func dialCountingSink(tb testing.TB, addr string, n *atomic.Int64) *countingSink
 	k := &countingSink{conn: c, done: make(chan struct{})}
 	go func() {
 		defer close(k.done)
-		_, _ = br.WriteTo(counter{n})
+		_, _ = br.WriteTo(byteCounter{n})
 	}()
 	return k
 }
@@ -180,10 +180,10 @@ func (k *countingSink) close() {
 	<-k.done
 }
 
-// counter counts the bytes written to it.
-type counter struct{ n *atomic.Int64 }
+// byteCounter counts the bytes written to it.
+type byteCounter struct{ n *atomic.Int64 }
 
-func (c counter) Write(p []byte) (int, error) {
+func (c byteCounter) Write(p []byte) (int, error) {
 	c.n.Add(int64(len(p)))
 	return len(p), nil
 }

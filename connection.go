@@ -25,6 +25,7 @@ type Conn struct {
 	remote   string
 	user     *userState  // set by register
 	guard    *frameGuard // what the library reads the client through (guard.go)
+	joinHead uint64      // set by register: the head then; events up to it are replayed to c, not live
 
 	presenceFrom uint64 // the first presence delta news to it; set by register
 

@@ -55,4 +55,12 @@
 //
 // The history is kept in memory: when the process restarts, the epoch changes
 // and resuming clients are told resumed:false.
+//
+// # Operating it
+//
+// [WithObserver] has a session tell an [Observer] what it does; the module
+// github.com/fanout-go/fanout/metrics is one that keeps Prometheus metrics.
+// [Session.Health] reports whether a session accepts connections and how its
+// shared log is doing; package github.com/fanout-go/fanout/health turns it
+// into liveness and readiness handlers. examples/collab serves all three.
 package fanout

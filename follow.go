@@ -43,6 +43,7 @@ func (s *Session) follow(ctx context.Context) {
 			backoff = 10 * time.Millisecond
 			continue
 		case err != nil:
+			s.noteLogError("follow", err)
 			s.cfg.logger.Debug("fanout: following the log", "session", s.name, "err", err)
 		}
 		select {
@@ -125,6 +126,7 @@ func (s *Session) receive(epoch string, recs []Record) error {
 		}
 		b := make([]byte, 0, len(r.Data)+len(r.From)+len(r.ID)+64)
 		s.window.append(wire.AppendEvent(b, r.Seq, r.Data, r.From, r.ID))
+		s.stamp(r.Seq)
 	}
 	s.head.Store(s.window.head)
 	s.mu.Unlock()
@@ -140,14 +142,16 @@ func (s *Session) appendShared(ctx context.Context, from, id string, data []byte
 	switch {
 	case err == nil:
 		if a.Duplicate {
-			s.deduped.Add(1)
+			s.noteDeduplicated()
 		} else {
-			s.published.Add(1)
+			s.notePublished(id != "")
 		}
 		return a, nil
 	case errors.Is(err, ErrUnavailable):
+		s.noteLogError("append", err)
 		return a, err
 	default:
+		s.noteLogError("append", err)
 		return a, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 }

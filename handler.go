@@ -115,6 +115,7 @@ func (c *Conn) run() {
 func (c *Conn) leave() {
 	c.finish()
 	c.s.unregister(c)
+	c.s.noteConnClosed(c)
 	if c.s.cfg.onLeave != nil {
 		c.s.cfg.onLeave(c)
 	}

@@ -53,6 +53,7 @@ func (c *Conn) onHeartbeat() {
 	if h.pingAt != 0 && now-h.pingAt >= timeout {
 		if heard < h.pingAt {
 			h.mu.Unlock()
+			c.s.noteHeartbeatTimeout()
 			c.requestClose(CloseHeartbeatTimeout, "heartbeat timeout")
 			return
 		}

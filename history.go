@@ -68,7 +68,8 @@ func (s *Session) commitLocked(data []byte, from, id string) uint64 {
 	b := make([]byte, 0, len(data)+len(from)+len(id)+64)
 	seq := s.window.append(wire.AppendEvent(b, s.window.head+1, data, from, id))
 	s.head.Store(seq)
-	s.published.Add(1)
+	s.stamp(seq)
+	s.notePublished(id != "")
 	return seq
 }
 

@@ -421,6 +421,9 @@ func (h *Hub) session(name string, create bool) (*Session, error) {
 	s.pacer = h.pacers[h.next.Add(1)%uint32(len(h.pacers))]
 	h.sessions[name] = &hubEntry{s: s, idleSince: time.Now()}
 	h.created++
+	if s.obs != nil {
+		s.obs.HubSessionCreated(name)
+	}
 	return s, nil
 }
 
@@ -470,6 +473,9 @@ func (h *Hub) evictIdle(now time.Time) {
 		}
 		delete(h.sessions, name)
 		h.evicted++
+		if s.obs != nil {
+			s.obs.HubSessionEvicted(name)
+		}
 		done = append(done, s)
 	}
 	for _, s := range done {

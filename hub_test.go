@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,4 +424,31 @@ func TestHubOpen(t *testing.T) {
 	assert.Equal(t, s.Epoch(), c.welcome.Epoch)
 	_, err = hv.h.Open("")
 	assert.ErrorIs(t, err, fanout.ErrInvalidName)
+}
+
+// hubCounter counts the hub's session events.
+type hubCounter struct {
+	fanout.BaseObserver
+	created, evicted atomic.Int64
+}
+
+func (c *hubCounter) HubSessionCreated(string) { c.created.Add(1) }
+func (c *hubCounter) HubSessionEvicted(string) { c.evicted.Add(1) }
+
+// The observer its sessions are given hears of sessions the hub creates
+// and evicts.
+func TestHubObserved(t *testing.T) {
+	obs := &hubCounter{}
+	h, err := fanout.NewHub(
+		fanout.WithIdleTimeout(50*time.Millisecond),
+		fanout.WithSessionOptions(func(string) []fanout.Option { return []fanout.Option{fanout.WithObserver(obs)} }),
+	)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+	_, err = h.Publish(context.Background(), "a", []byte(`{}`))
+	require.NoError(t, err)
+	_, err = h.Publish(context.Background(), "b", []byte(`{}`))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), obs.created.Load())
+	require.Eventually(t, func() bool { return obs.evicted.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
 }

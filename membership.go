@@ -26,12 +26,13 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		if (pos.epoch == "" || pos.epoch == s.epoch) && h.canServe(pos.after) {
 			start, w.Resumed = pos.after, true
 			c.acked.Store(pos.after) // it has processed what it resumes from
-			s.resumed.Add(1)
+			s.noteResume(true)
 		} else {
-			s.resets.Add(1)
+			s.noteResume(false)
 		}
 	}
 	c.sent.Store(start)
+	c.joinHead = h.head
 
 	u := s.users[c.identity.User]
 	if u == nil {
@@ -54,6 +55,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	list = append(list, c)
 	s.connList.Store(&list)
 	s.startPacerLocked()
+	s.noteConnOpened()
 	return true
 }
 

@@ -43,6 +43,7 @@ type config struct {
 	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
 	onJoin, onLeave  func(*Conn)
 	log              Log
+	observer         Observer
 }
 
 func defaultConfig() config {

@@ -79,6 +79,8 @@ type partialFrame struct {
 	rest   []byte
 	buf    *[]byte // the pooled buffer under rest
 	events int     // the events in the frame, counted as delivered once written
+	size   int     // the whole frame's, for an observer
+	stamp  int64   // with an observer: Session.stampFor its first event
 }
 
 func (p *partialFrame) free() {
@@ -160,7 +162,7 @@ func (c *Conn) answer(msg []byte) {
 func (c *Conn) queueLocked(msg []byte) {
 	if len(c.ctrl) >= maxPendingControl {
 		c.mu.Unlock()
-		c.s.slowCloses.Add(1)
+		c.s.noteSlowConsumer()
 		c.requestClose(CloseSlowConsumer, "too many pending messages")
 		return
 	}
@@ -280,6 +282,7 @@ func (c *Conn) offer(r *round) {
 	w, err := c.direct.write(r.frame)
 	if err == nil && w == len(r.frame) {
 		c.s.delivered.Add(uint64(r.n))
+		c.s.noteWrote(c, r.n, len(r.frame), r.after, 0)
 		c.unlockSocket()
 		if r.more { // a backlog: the writer catches up
 			c.wakeWriter()
@@ -290,7 +293,7 @@ func (c *Conn) offer(r *round) {
 	// reports it. The round's frame is shared, so the rest is copied.
 	bp := batchPool.Get().(*[]byte)
 	*bp = append((*bp)[:0], r.frame[w:]...)
-	c.partial = partialFrame{rest: *bp, buf: bp, events: r.n}
+	c.partial = partialFrame{rest: *bp, buf: bp, events: r.n, size: len(r.frame), stamp: c.s.stampFor(c, r.after)}
 	c.flags.set(flagHandoff)
 	c.wakeWriter()
 }
@@ -389,7 +392,8 @@ func (c *Conn) runWriter() {
 			buf = append(buf, wire.Ping...)
 			buf = append(buf, '\n')
 		}
-		buf, last, n, more, ok := s.fill(c.sent.Load(), upto, buf)
+		after := c.sent.Load()
+		buf, last, n, more, ok := s.fill(after, upto, buf)
 		if !ok {
 			putBatch(bp, buf)
 			c.noteClose(CloseSlowConsumer, "fell behind the history window") // before the pacer can take the socket
@@ -413,13 +417,15 @@ func (c *Conn) runWriter() {
 		if n > 0 {
 			c.sent.Store(last)
 		}
-		err := c.write(wire.TextFrame(buf))
+		frame := wire.TextFrame(buf)
+		err := c.write(frame)
 		putBatch(bp, buf)
 		if err != nil {
 			c.writeFailed(err)
 			return
 		}
 		s.delivered.Add(uint64(n))
+		s.noteWrote(c, n, len(frame), after, 0)
 		c.sock.Unlock()
 		if more || closing {
 			continue
@@ -437,13 +443,14 @@ func (c *Conn) runWriter() {
 // writer must exit.
 func (c *Conn) finishPartial() bool {
 	err := c.write(c.partial.rest)
-	n := c.partial.events
+	n, size, stamp := c.partial.events, c.partial.size, c.partial.stamp
 	c.partial.free()
 	if err != nil {
 		c.writeFailed(err)
 		return false
 	}
 	c.s.delivered.Add(uint64(n))
+	c.s.noteWrote(c, n, size, 0, stamp)
 	return true
 }
 
@@ -487,7 +494,7 @@ func (c *Conn) write(frame []byte) error {
 func (c *Conn) writeFailed(err error) {
 	code, reason := CloseAbnormal, "write failed"
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.s.slowCloses.Add(1)
+		c.s.noteSlowConsumer()
 		code, reason = CloseSlowConsumer, "write timed out"
 	}
 	c.noteClose(code, reason)
@@ -500,7 +507,7 @@ func (c *Conn) writeFailed(err error) {
 // reconnects and resumes from its last seq, or learns that its position is
 // gone.
 func (c *Conn) slowConsumer(reason string) {
-	c.s.slowCloses.Add(1)
+	c.s.noteSlowConsumer()
 	c.closeHandshake(&CloseError{Code: CloseSlowConsumer, Reason: reason})
 }
 

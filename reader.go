@@ -117,7 +117,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	// costs no rate token and the hook is not asked again, so a client
 	// resending after a reconnect always gets its original seq back.
 	if seq, ok := s.committed(c.identity.User, m.ID); ok {
-		s.deduped.Add(1)
+		s.noteDeduplicated()
 		c.answer(wire.AppendAck(nil, m.ID, seq))
 		return 0, ""
 	}
@@ -128,6 +128,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 		if r.refusals++; r.refusals > maxRefusals {
 			return ClosePolicy, "publish flood"
 		}
+		s.noteRefused(wire.CodeRateLimited)
 		c.answer(wire.AppendError(nil, wire.CodeRateLimited, "publish rate exceeded", m.ID))
 		return 0, ""
 	}
@@ -142,17 +143,20 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 			if errors.Is(err, ErrForbidden) {
 				code = wire.CodeForbidden
 			}
+			s.noteRefused(code)
 			c.answer(wire.AppendError(nil, code, err.Error(), m.ID))
 			return 0, ""
 		}
 		if !json.Valid(out) || !utf8.Valid(out) {
 			s.cfg.logger.Error("fanout: validation hook returned invalid JSON", "session", s.name)
+			s.noteRefused(wire.CodeInvalid)
 			c.answer(wire.AppendError(nil, wire.CodeInvalid, "publish could not be processed", m.ID))
 			return 0, ""
 		}
 		data = wire.Compact(out)
 	}
 	if int64(len(data)) > s.cfg.maxMessageSize {
+		s.noteRefused(wire.CodeTooLarge)
 		c.answer(wire.AppendError(nil, wire.CodeTooLarge,
 			fmt.Sprintf("event data is %d bytes, limit %d", len(data), s.cfg.maxMessageSize), m.ID))
 		return 0, ""
@@ -168,6 +172,7 @@ func (r *reader) handlePublish(m wire.ClientMessage) (CloseCode, string) {
 	case err == nil:
 		answer = wire.AppendAck(nil, m.ID, seq)
 	case errors.Is(err, ErrUnavailable):
+		s.noteRefused(wire.CodeUnavailable)
 		answer = wire.AppendError(nil, wire.CodeUnavailable, "the log cannot commit now; retry", m.ID)
 	}
 	c.endPublish(answer)

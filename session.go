@@ -56,6 +56,8 @@ type Session struct {
 	slowCloses atomic.Uint64
 	resumed    atomic.Uint64
 	resets     atomic.Uint64
+
+	observed // WithObserver
 }
 
 // userState is what the session tracks per identity while it has
@@ -100,6 +102,7 @@ func newSession(name string, cfg config, hub *Hub) *Session {
 		users:       make(map[string]*userState),
 	}
 	s.connList.Store(new([]*Conn))
+	s.startObserving()
 	if cfg.log != nil {
 		s.shared, s.epoch = cfg.log, ""
 		ctx, cancel := context.WithCancel(context.Background())
@@ -180,7 +183,7 @@ func (s *Session) publishFrom(ctx context.Context, user, id string, data []byte)
 	}
 	if seq, dup := s.dedup.lookup(k); dup {
 		s.mu.Unlock()
-		s.deduped.Add(1)
+		s.noteDeduplicated()
 		return seq, nil
 	}
 	seq := s.commitLocked(data, user, id)

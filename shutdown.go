@@ -51,6 +51,9 @@ func (s *Session) Close() error {
 func (s *Session) stop() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closed {
+		s.noteStopped()
+	}
 	s.closed = true
 	if s.stopFollow != nil {
 		s.stopFollow()

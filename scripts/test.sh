@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command: vet and test every Go module in the
 # repository under the race detector, after starting the services the
-# backend modules' tests need (scripts/services.sh).
+# backend modules' tests need (scripts/services.sh) and the Prometheus the
+# metrics tests use (scripts/prometheus.sh).
 #
 #   scripts/test.sh            # every module
 #   scripts/test.sh redislog   # only the modules named
@@ -14,6 +15,7 @@ if [ ${#mods[@]} -eq 0 ]; then
 fi
 
 scripts/services.sh
+scripts/prometheus.sh
 
 status=0
 for m in "${mods[@]}"; do

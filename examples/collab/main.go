@@ -2,15 +2,21 @@
 // the page sees the same notes in the same order, adds its own, and keeps
 // going across disconnects and server restarts.
 //
-//	go run ./examples/collab            # then open http://127.0.0.1:8080/
-//	go run ./examples/collab -addr :9000
-//	go run ./examples/collab -addr :80 -hosts collab.example.com
+//	go run -C examples/collab .             # then open http://127.0.0.1:8080/
+//	go run -C examples/collab . -addr :9000
+//	go run -C examples/collab . -addr :80 -hosts collab.example.com
+//	go run -C examples/collab . -drain 15s  # stay up 15 s answering /readyz 503 before closing clients
 //
-// The server side is one fanout.Session mounted at /ws next to the page. The
-// page (static/app.js) is built on the browser client package in js/, whose
-// committed build is static/fanout-client.js: it resumes from its last seq,
-// drops duplicates, acks, answers heartbeats, detects a dead server and
-// retries its publishes with the same ids.
+// The example is a Go module of its own, so that its metrics (the metrics
+// module, on the Prometheus client) never become the library's dependency.
+//
+// The server side is one fanout.Session mounted at /ws next to the page,
+// with what operators need next to it: Prometheus metrics at /metrics,
+// liveness at /healthz and readiness at /readyz. The page (static/app.js)
+// is built on the browser client package in js/, whose committed build is
+// static/fanout-client.js: it resumes from its last seq, drops duplicates,
+// acks, answers heartbeats, detects a dead server and retries its
+// publishes with the same ids.
 //
 // Authentication here is a stand-in: the identity is whatever the ?user=
 // query parameter says. See exampleAuth.
@@ -34,7 +40,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/fanout-go/fanout"
+	"github.com/fanout-go/fanout/health"
+	"github.com/fanout-go/fanout/metrics"
 )
 
 // static holds the page: plain HTML, CSS and JavaScript, and the browser
@@ -52,6 +64,7 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	hosts := flag.String("hosts", "", "comma-separated extra Host names to answer to, such as the domain the server is reached by (default: only the listen address)")
+	drain := flag.Duration("drain", 0, "on SIGTERM, answer /readyz with 503 for this long before closing clients, so a load balancer stops sending new ones first")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -72,7 +85,7 @@ func main() {
 	if *hosts != "" {
 		extra = strings.Split(*hosts, ",")
 	}
-	if err := run(ctx, ln, logger, extra...); err != nil {
+	if err := run(ctx, ln, logger, *drain, extra...); err != nil {
 		logger.Error("collab: stopped", "err", err)
 		os.Exit(1)
 	}
@@ -82,20 +95,24 @@ func main() {
 // connected pages are closed with 1001 and reconnect on their own. The
 // WebSocket answers only requests for ln's own address, or for one of
 // hosts.
-func run(ctx context.Context, ln net.Listener, logger *slog.Logger, hosts ...string) error {
+func run(ctx context.Context, ln net.Listener, logger *slog.Logger, drain time.Duration, hosts ...string) error {
 	a, err := newApp(logger, fanout.WithHosts(listenHosts(ln.Addr(), hosts)...))
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
+	a.drain = drain
 	return a.serve(ctx, ln)
 }
 
-// app is the example server: one session and the page.
+// app is the example server: one session and the page, with metrics and
+// health checks.
 type app struct {
 	session *fanout.Session
 	logger  *slog.Logger
 	srv     *http.Server
+	health  *health.Checker
+	drain   time.Duration // how long readiness answers 503 before shutdown
 	// sessionDone receives the result of Session.Shutdown, which
 	// http.Server runs in its own goroutine (RegisterOnShutdown).
 	sessionDone chan error
@@ -109,7 +126,16 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		return nil, err
 	}
 	a := &app{logger: logger, sessionDone: make(chan error, 1)}
+	// Metrics: the session's (package metrics) next to the Go runtime's
+	// and the process's, on a registry of the example's own.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, err
+	}
 	opts := append([]fanout.Option{
+		fanout.WithObserver(m),
 		fanout.WithAuthenticate(exampleAuth),
 		fanout.WithValidate(validateNote),
 		fanout.WithLogger(logger),
@@ -125,8 +151,12 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		return nil, err
 	}
 	a.session = s
+	a.health = health.New(s)
 
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", a.health.Live())
+	mux.Handle("GET /readyz", a.health.Ready())
 	mux.Handle("GET /", pageHeaders(http.FileServerFS(page)))
 	mux.Handle("GET /ws", s) // the WebSocket; see PROTOCOL.md
 
@@ -168,6 +198,14 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.logger.Info("collab: shutting down")
+	// Readiness answers 503 from now on; with -drain, the load balancer has
+	// that long to see it and send new clients elsewhere before these are
+	// closed with 1001.
+	a.health.Drain()
+	if a.drain > 0 {
+		a.logger.Info("collab: draining", "for", a.drain)
+		time.Sleep(a.drain)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err := a.srv.Shutdown(sctx)

@@ -305,7 +305,7 @@ func TestRunStopsOnListenerError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	require.NoError(t, ln.Close())
-	err = run(context.Background(), ln, slog.New(slog.DiscardHandler))
+	err = run(context.Background(), ln, slog.New(slog.DiscardHandler), 0)
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, http.ErrServerClosed))
 }
@@ -338,7 +338,7 @@ func TestOnlyOwnHost(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, slog.New(slog.DiscardHandler), "collab.example.com") }()
+	go func() { done <- run(ctx, ln, slog.New(slog.DiscardHandler), 0, "collab.example.com") }()
 	defer func() {
 		cancel()
 		require.NoError(t, <-done)
