@@ -19,7 +19,7 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 export async function startServer() {
   const dir = mkdtempSync(join(tmpdir(), 'fanout-js-'));
   const bin = join(dir, 'collab.test');
-  execFileSync('go', ['test', '-c', '-o', bin, './examples/collab'], { cwd: repo, stdio: 'inherit' });
+  execFileSync('go', ['test', '-c', '-o', bin, '.'], { cwd: join(repo, 'examples/collab'), stdio: 'inherit' });
   const child = spawn(bin, ['-test.run', '^TestHarness$', '-test.count', '1'], {
     cwd: join(repo, 'examples/collab'),
     env: { ...process.env, FANOUT_HARNESS: '1' },
