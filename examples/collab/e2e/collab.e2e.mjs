@@ -1,7 +1,7 @@
 // Browser end-to-end test of the collab example: two users in two headless
 // Chromium pages share one list through a real server.
 //
-// It is run by browser_test.go (go test ./examples/collab), which starts the
+// It is run by browser_test.go (go test -C examples/collab .), which starts the
 // server behind a proxy and sets:
 //   COLLAB_URL       the page's base URL (through the proxy)
 //   COLLAB_CONTROL   where to ask for a dropped, stalled or restarted server
@@ -19,7 +19,7 @@ const BASE = process.env.COLLAB_URL;
 const CONTROL = process.env.COLLAB_CONTROL;
 const SCREENSHOT = process.env.COLLAB_SCREENSHOT || fileURLToPath(new URL('./screenshot.png', import.meta.url));
 if (!BASE || !CONTROL) {
-  console.error('COLLAB_URL and COLLAB_CONTROL must be set; run this through `go test ./examples/collab`');
+  console.error('COLLAB_URL and COLLAB_CONTROL must be set; run this through `go test -C examples/collab .`');
   process.exit(2);
 }
 
