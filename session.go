@@ -34,6 +34,7 @@ type Session struct {
 	head      atomic.Uint64           // log.head, readable without the lock
 	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
 	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
+	tail      tail                    // wakes followers (Follow)
 	pacerStop chan struct{}           // closes the running pacer; nil when none runs
 	dedup     dedup
 	conns     map[*Conn]struct{}

@@ -93,6 +93,7 @@ type Welcome struct {
 	User        string
 	HeartbeatMS int64
 	Resumed     bool
+	Snapshot    bool // a snapshot message follows the welcome
 	Presence    []Member
 }
 
@@ -114,6 +115,9 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 	dst = strconv.AppendInt(dst, w.HeartbeatMS, 10)
 	dst = append(dst, `,"resumed":`...)
 	dst = strconv.AppendBool(dst, w.Resumed)
+	if w.Snapshot {
+		dst = append(dst, `,"snapshot":true`...)
+	}
 	dst = append(dst, `,"presence":[`...)
 	for i, m := range w.Presence {
 		if i > 0 {
