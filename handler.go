@@ -66,9 +66,14 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.maxMessageSize)
 	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
 	hw.sw.c = c
-	if !s.register(c, pos) {
+	if err := s.join(c, pos); err != nil {
 		c.abandon()
-		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
+		code, reason := CloseGoingAway, "server shutting down"
+		if !errors.Is(err, ErrClosed) {
+			s.cfg.logger.Error("fanout: no snapshot for a connection", "session", s.name, "remote", r.RemoteAddr, "err", err)
+			code, reason = CloseInternalError, "snapshot unavailable"
+		}
+		closeWithin(ws, hw.conn, code, reason, s.cfg.writeTimeout)
 		s.release()
 		return
 	}

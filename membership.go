@@ -2,14 +2,23 @@ package fanout
 
 import "github.com/fanout-go/fanout/internal/wire"
 
-// register attaches c to the session: it decides where c's cursor starts
-// (a resume, or the head), queues the welcome, and announces c to the
-// others. It returns false once the session is closed.
-func (s *Session) register(c *Conn, pos resumePos) bool {
+// registerWith attaches c to the session: it decides where c's cursor
+// starts (a resume, the snapshot's seq, or the head), queues the welcome
+// (and the snapshot after it), and announces c to the others. It returns
+// ErrClosed once the session is closed, and an *errSnapshotStale, having
+// changed nothing, when c needs snap and the window cannot serve it.
+func (s *Session) registerWith(c *Conn, pos resumePos, snap *Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return ErrClosed
+	}
+	if s.resumableLocked(pos) {
+		snap = nil // a resume needs no snapshot
+	} else if snap != nil {
+		if err := s.snapshotServableLocked(snap); err != nil {
+			return err
+		}
 	}
 	h := &s.window
 	w := wire.Welcome{
@@ -30,6 +39,9 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		} else {
 			s.resets.Add(1)
 		}
+	}
+	if snap != nil { // the snapshot reflects every event up to its seq
+		start, w.Snapshot = snap.Seq, true
 	}
 	c.sent.Store(start)
 
@@ -54,6 +66,9 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		}
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
+	if snap != nil { // right after the welcome, before every event
+		c.ctrl = append(c.ctrl, wire.AppendSnapshot(nil, s.epoch, snap.Seq, snap.Data))
+	}
 	c.flags.set(flagWork) // the welcome goes first, from the writer
 	s.conns[c] = struct{}{}
 	old := *s.connList.Load()
@@ -62,7 +77,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	list = append(list, c)
 	s.connList.Store(&list)
 	s.startPacerLocked()
-	return true
+	return nil
 }
 
 // The connection list the pacer goes down, without the lock, is replaced

@@ -42,6 +42,7 @@ type config struct {
 	validate         func(ctx context.Context, c *Conn, data json.RawMessage) (json.RawMessage, error)
 	onJoin, onLeave  func(*Conn)
 	log              Log
+	snapshot         func(ctx context.Context) (Snapshot, error)
 }
 
 func defaultConfig() config {
