@@ -83,9 +83,11 @@ func run(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 
 // app is the example server: one session and the page.
 type app struct {
-	session *fanout.Session
-	logger  *slog.Logger
-	srv     *http.Server
+	session   *fanout.Session
+	notes     *notes        // the latest notes, served as the snapshot
+	following chan struct{} // closed when the notes stop following the session
+	logger    *slog.Logger
+	srv       *http.Server
 	// sessionDone receives the result of Session.Shutdown, which
 	// http.Server runs in its own goroutine (RegisterOnShutdown).
 	sessionDone chan error
@@ -98,8 +100,9 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{logger: logger, sessionDone: make(chan error, 1)}
+	a := &app{logger: logger, sessionDone: make(chan error, 1), notes: &notes{}}
 	opts := append([]fanout.Option{
+		fanout.WithSnapshot(a.notes.snapshot), // a new or reset page gets the notes so far
 		fanout.WithAuthenticate(exampleAuth),
 		fanout.WithValidate(validateNote),
 		fanout.WithLogger(logger),
@@ -115,6 +118,11 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		return nil, err
 	}
 	a.session = s
+	a.following = make(chan struct{})
+	go func() { // the notes follow the session until it is shut down
+		defer close(a.following)
+		a.notes.follow(s, logger)
+	}()
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /", pageHeaders(http.FileServerFS(page)))
@@ -147,6 +155,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	case err := <-served:
 		// The listener failed: nothing will shut the session down gracefully.
 		_ = a.session.Close()
+		<-a.following
 		return err
 	case <-ctx.Done():
 	}
@@ -156,6 +165,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	err := a.srv.Shutdown(sctx)
 	<-served                                // http.ErrServerClosed
 	err = errors.Join(err, <-a.sessionDone) // wait for the hook's Session.Shutdown
+	<-a.following
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

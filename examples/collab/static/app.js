@@ -12,7 +12,9 @@
 //     broken connection;
 //   - on welcome with resumed:false (the server cannot serve the position,
 //     e.g. it restarted and its in-memory history has a new epoch) it says so,
-//     clears the list and replays the new epoch from after=0;
+//     clears the list and replays the new epoch from after=0, or, when the
+//     welcome says snapshot:true, takes the server's notes from the snapshot
+//     message that follows and continues after its seq;
 //   - answers ping with pong, and treats the server as dead when nothing has
 //     arrived for heartbeat + 10 s;
 //   - acks cumulatively, at most every 100 ms;
@@ -133,6 +135,7 @@
   function handle(msg) {
     switch (msg.type) {
       case 'welcome': return onWelcome(msg);
+      case 'snapshot': return onSnapshot(msg);
       case 'event': return onEvent(msg);
       case 'ack': return onAck(msg);
       case 'error': return onServerError(msg);
@@ -169,7 +172,7 @@
       let why = epochChanged
         ? 'The server’s history has a new epoch (it restarted, and its in-memory log is gone).'
         : 'This tab was away longer than the server keeps history.';
-      if (w.head > 0 && !replayedAll) {
+      if (w.head > 0 && !replayedAll && !w.snapshot) {
         // Replay all the server keeps of this epoch: after=0 with its epoch.
         state.seq = 0;
         save();
@@ -179,7 +182,8 @@
         return;
       }
       state.seq = w.head;
-      if (w.head > 0) why = `Notes up to #${w.head} are no longer kept by the server; showing what follows.`;
+      if (w.snapshot) why += ' The list was reloaded from the server.';
+      else if (w.head > 0) why = `Notes up to #${w.head} are no longer kept by the server; showing what follows.`;
       else why += ' The list was cleared; new notes appear as they are added.';
       showNotice(why);
     } else {
@@ -200,6 +204,28 @@
     // answers a repeated id with its original seq instead of adding it twice.
     if (state.pending.length > 0) send(state.pending.map(publishMessage));
     render();
+  }
+
+  // The server's notes as of seq (PROTOCOL.md, "snapshot"): they replace
+  // the list, and the events after seq follow.
+  function onSnapshot(snap) {
+    if (!Number.isSafeInteger(snap.seq) || snap.seq < 0) return dropConnection('bad snapshot');
+    const notes = snap.data && Array.isArray(snap.data.notes) ? snap.data.notes : [];
+    state.epoch = snap.epoch;
+    state.seq = snap.seq;
+    state.items = notes.slice(-MAX_ITEMS).map((n) => ({
+      seq: n.seq,
+      data: n.data,
+      from: typeof n.from === 'string' ? n.from : null,
+      id: typeof n.id === 'string' ? n.id : null,
+    }));
+    for (const p of state.pending) {
+      const n = state.items.find((x) => x.from === user && x.id === p.id);
+      if (n) p.seq = n.seq;
+    }
+    save();
+    dirty = true;
+    scheduleRender();
   }
 
   function onEvent(e) {
