@@ -106,6 +106,7 @@ func (c *Conn) run() {
 func (c *Conn) leave() {
 	c.finish()
 	c.s.unregister(c)
+	c.s.rememberPosition(c)
 	if c.s.cfg.onLeave != nil {
 		c.s.cfg.onLeave(c)
 	}
@@ -132,9 +133,10 @@ func (s *Session) release() {
 
 // resumePos is a client's requested starting point.
 type resumePos struct {
-	resume bool
-	after  uint64
-	epoch  string // empty: the current epoch
+	resume     bool
+	after      uint64
+	epoch      string // empty: the current epoch
+	byIdentity bool   // the position is the identity's (WithResumeByIdentity)
 }
 
 func parseResume(q url.Values) (resumePos, error) {

@@ -35,6 +35,8 @@ type msg struct {
 	User      string          `json:"user"`
 	Heartbeat int64           `json:"heartbeat"`
 	Resumed   bool            `json:"resumed"`
+	After     *uint64         `json:"after"`
+	Snapshot  bool            `json:"snapshot"`
 	Presence  []struct {
 		User string `json:"user"`
 		Conn string `json:"conn"`

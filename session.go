@@ -39,7 +39,8 @@ type Session struct {
 	dedup     dedup
 	conns     map[*Conn]struct{}
 	users     map[string]*userState
-	admitted  int // connections past admission, registered or not
+	positions positions // WithResumeByIdentity, in memory
+	admitted  int       // connections past admission, registered or not
 	closed    bool
 
 	wg         sync.WaitGroup // admitted connections until their goroutines end, the pacer and the follower
@@ -86,6 +87,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 		conns:  make(map[*Conn]struct{}),
 		users:  make(map[string]*userState),
 	}
+	s.positions.n = cfg.resumeByIdentity
 	s.connList.Store(new([]*Conn))
 	if cfg.log != nil {
 		s.shared, s.epoch = cfg.log, ""

@@ -73,11 +73,15 @@ func (e *errSnapshotStale) Error() string {
 // WithSnapshot). It returns ErrClosed once the session is closed, or why
 // no snapshot could be served.
 func (s *Session) join(c *Conn, pos resumePos) error {
-	if s.cfg.snapshot == nil {
+	if s.cfg.snapshot == nil && s.cfg.resumeByIdentity == 0 {
 		return s.registerWith(c, pos, nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.writeTimeout)
 	defer cancel()
+	pos = s.byIdentity(ctx, c, pos)
+	if s.cfg.snapshot == nil {
+		return s.registerWith(c, pos, nil)
+	}
 	for attempt := 1; ; attempt++ {
 		var snap *Snapshot
 		if !s.resumable(pos) {

@@ -123,6 +123,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.rseq, c.repoch = w.Head, w.Epoch
 		c.queue = append(c.queue, item{ev: Event{Seq: w.Head, Epoch: w.Epoch}, reset: true})
 		kick(c.qKick)
+	case !c.known && w.Resumed && w.After != nil:
+		// The server resumed the identity from its acked position.
+		c.rseq, c.repoch = *w.After, w.Epoch
+		c.seq, c.epoch = *w.After, w.Epoch
 	case !c.known:
 		// A fresh start: live events after head, nothing to process before.
 		c.rseq, c.repoch = w.Head, w.Epoch

@@ -22,6 +22,7 @@ type message struct {
 	Heartbeat int64           `json:"heartbeat"` // ms
 	Resumed   bool            `json:"resumed"`
 	Snapshot  bool            `json:"snapshot"` // welcome: a snapshot message follows
+	After     *uint64         `json:"after"`    // welcome: resumed from the identity's position, after this seq
 }
 
 // decodeFrame splits a frame into its messages (one JSON object per line,

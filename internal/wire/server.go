@@ -93,7 +93,9 @@ type Welcome struct {
 	User        string
 	HeartbeatMS int64
 	Resumed     bool
-	Snapshot    bool // a snapshot message follows the welcome
+	Snapshot    bool   // a snapshot message follows the welcome
+	ByIdentity  bool   // resumed from the identity's position: After is sent
+	After       uint64 // with ByIdentity: delivery resumes after this seq
 	Presence    []Member
 }
 
@@ -117,6 +119,10 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 	dst = strconv.AppendBool(dst, w.Resumed)
 	if w.Snapshot {
 		dst = append(dst, `,"snapshot":true`...)
+	}
+	if w.ByIdentity {
+		dst = append(dst, `,"after":`...)
+		dst = strconv.AppendUint(dst, w.After, 10)
 	}
 	dst = append(dst, `,"presence":[`...)
 	for i, m := range w.Presence {
