@@ -96,7 +96,7 @@ func (s *Session) join(c *Conn, pos resumePos) error {
 		if !errors.As(err, &stale) || attempt == snapshotAttempts {
 			return err
 		}
-		if stale.seq > stale.head && !stale.epoch { // on a shared log: not here yet
+		if stale.seq > stale.head && !stale.epoch && s.shared != nil { // not received from the log yet
 			if err := s.waitHead(ctx, stale.seq); err != nil {
 				return err
 			}

@@ -142,7 +142,7 @@ func TestSnapshotFailures(t *testing.T) {
 		}, 3},
 		{"beyond the head", func(context.Context) (fanout.Snapshot, error) {
 			return fanout.Snapshot{Seq: 11, Data: json.RawMessage(`1`)}, nil
-		}, 1}, // waits for seq 11 until the write timeout
+		}, 3}, // in memory, nothing will bring seq 11 but a publish
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
@@ -161,4 +161,53 @@ func TestSnapshotFailures(t *testing.T) {
 			require.Equal(t, 0, sv.s.Stats().Connections)
 		})
 	}
+}
+
+// gatedLog holds its followers until the gate opens: a node that has not
+// yet received what the log already committed.
+type gatedLog struct {
+	fanout.Log
+	gate chan struct{}
+}
+
+func (g *gatedLog) Follow(ctx context.Context, epoch string, after uint64, fn func([]fanout.Record) error) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Log.Follow(ctx, epoch, after, fn)
+}
+
+// On a shared log, a snapshot of a seq this node has not received yet
+// (the host's state came from the log, ahead of the node's window) is
+// served once the window has it.
+func TestSnapshotAheadOfTheNode(t *testing.T) {
+	mem, err := fanout.NewMemoryLog(100, 100)
+	require.NoError(t, err)
+	l := &gatedLog{Log: mem, gate: make(chan struct{})}
+	asked := make(chan struct{}, 1)
+	b := newNode(t, l, fanout.WithSnapshot(func(ctx context.Context) (fanout.Snapshot, error) {
+		_, head, err := mem.Head(ctx) // the host's state is as of the log's head
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return fanout.Snapshot{Seq: head, Data: json.RawMessage(fmt.Sprint(head))}, err
+	}))
+	for range 3 {
+		_, err := mem.Append(context.Background(), "", "", []byte(`1`))
+		require.NoError(t, err)
+	}
+	done := make(chan *client)
+	go func() { done <- dialRaw(t, b.url(""), nil, false) }()
+	<-asked
+	require.Zero(t, b.s.Stats().Head, "the node has not received the events")
+	close(l.gate)
+	c := <-done
+	require.True(t, c.next(t).Snapshot)
+	require.Equal(t, uint64(3), c.next(t).Seq)
+	_, err = mem.Append(context.Background(), "", "", []byte(`2`))
+	require.NoError(t, err)
+	require.Equal(t, uint64(4), c.nextOf(t, "event").Seq)
 }
