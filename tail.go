@@ -82,7 +82,8 @@ func (t *tail) next() <-chan struct{} {
 // the position cannot be served: the epoch is not the session's, after is
 // beyond the head, or the events after it are no longer retained, which
 // includes a follower that fell more than WithHistory events behind while
-// fn ran (on a shared log, further behind than the log retains). The
+// fn ran (on a shared log, further behind than the log retains; a position
+// past this node's head but within the log's is waited for). The
 // events delivered before ErrGone are exact; the host then resyncs its
 // state, for example from its own store, and follows again from there.
 //
@@ -100,6 +101,7 @@ func (s *Session) Follow(ctx context.Context, epoch string, after uint64, fn fun
 	defer s.tail.waiting.Add(-1)
 	var refs [][]byte
 	batch := make([]Event, 0, followBatch)
+	checkedAhead := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -114,6 +116,19 @@ func (s *Session) Follow(ctx context.Context, epoch string, after uint64, fn fun
 		switch {
 		case st.err != nil:
 			return st.err
+		case st.ahead && !checkedAhead:
+			// A position from the log (another node's, say) that this
+			// node has not received yet: wait for it, if the log has it.
+			logEpoch, head, err := s.shared.Head(ctx)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil:
+				return fmt.Errorf("fanout: follow after %d: %w", after, err)
+			case logEpoch != epoch || after > head:
+				return fmt.Errorf("%w: position %d is beyond the log's head %d", ErrGone, after, head)
+			}
+			checkedAhead = true
 		case st.behind:
 			recs, err := s.shared.Read(ctx, epoch, after, followBatch)
 			if err != nil {
@@ -160,6 +175,7 @@ type tailState struct {
 	refs   [][]byte // the encoded events after the position (never modified)
 	epoch  string   // the session's epoch
 	behind bool     // on a shared log: the position is older than the window
+	ahead  bool     // on a shared log: the position is past the window's head
 	closed bool     // the session is closed
 	err    error    // the position is gone
 }
@@ -176,6 +192,8 @@ func (s *Session) readTail(epoch string, after uint64, refs [][]byte) tailState 
 		return st // wait until the session has the log's epoch
 	case epoch != "" && epoch != s.epoch:
 		st.err = fmt.Errorf("%w: epoch %q is not the session's (%q)", ErrGone, epoch, s.epoch)
+	case after > h.head && s.shared != nil:
+		st.ahead = true
 	case after > h.head:
 		st.err = fmt.Errorf("%w: position %d is beyond the head %d", ErrGone, after, h.head)
 	case after < h.floor() && s.shared != nil:

@@ -241,3 +241,28 @@ func TestFollowSharedLogAcrossRestart(t *testing.T) {
 		require.Equal(t, fmt.Sprint(i+1), string(e.Data))
 	}
 }
+
+// On a shared log, a position the log has but this node has not received
+// yet is waited for; one beyond the log's head is gone.
+func TestFollowSharedLogAheadOfTheNode(t *testing.T) {
+	mem, err := fanout.NewMemoryLog(100, 100)
+	require.NoError(t, err)
+	l := &gatedLog{Log: mem, gate: make(chan struct{})}
+	b := newNode(t, l)
+	for range 3 {
+		_, err := mem.Append(context.Background(), "", "", []byte(`1`))
+		require.NoError(t, err)
+	}
+	epoch, _, err := mem.Head(context.Background())
+	require.NoError(t, err)
+
+	err = b.s.Follow(context.Background(), epoch, 4, func([]fanout.Event) error { return errors.New("no event expected") })
+	require.ErrorIs(t, err, fanout.ErrGone)
+
+	f := follow(t, b.s, epoch, 2, nil)
+	require.Zero(t, b.s.Stats().Head, "the node has not received the events")
+	close(l.gate)
+	evs := f.upto(t, 3)
+	require.Len(t, evs, 1)
+	require.Equal(t, uint64(3), evs[0].Seq)
+}
