@@ -32,7 +32,7 @@ func (s *Session) registerWith(c *Conn, pos resumePos, snap *Snapshot) error {
 	}
 	start := h.head
 	if pos.resume {
-		if (pos.epoch == "" || pos.epoch == s.epoch) && h.canServe(pos.after) {
+		if s.resumableLocked(pos) {
 			start, w.Resumed = pos.after, true
 			w.After, w.ByIdentity = pos.after, pos.byIdentity
 			c.acked.Store(pos.after) // it has processed what it resumes from
