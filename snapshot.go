@@ -40,7 +40,8 @@ type Snapshot struct {
 // and the error is logged. A host that builds its state with Follow keeps
 // it within the window by following from the start.
 //
-// fn gets a context that ends after the write timeout (WithWriteTimeout).
+// fn gets a context that ends after the write timeout (WithWriteTimeout);
+// Shutdown waits for the calls in progress, so that bounds it too.
 // It is called once per connection that needs a snapshot, so many clients
 // reconnecting at once call it as often: return state kept up to date
 // (by Follow, say) rather than computing it from scratch. The snapshot is
