@@ -34,6 +34,17 @@
 // dedup window and small per-connection buffers, whatever the clients do.
 // No goroutine outlives [Session.Shutdown] or [Session.Close].
 //
+// # State: following a session, and snapshots
+//
+// A host keeps its own state of a session (to persist the events, or to
+// build the document they edit) with [Session.Follow], which hands it the
+// committed events in order from a position, replayed then live, and says
+// so with [ErrGone] when the position is no longer retained. With
+// [WithSnapshot] it serves that state, with the seq it reflects, to every
+// client that starts without a position or whose resume cannot be served:
+// the client gets the snapshot and then exactly the events after its seq,
+// so no application resyncs through a side channel.
+//
 // # How it works
 //
 // Publish encodes an event once, to the bytes every connection sends, and

@@ -103,6 +103,7 @@ func (s *Session) resync(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.tail.wake() // followers waiting for the log's epoch
 	for _, c := range stale {
 		c.requestClose(CloseGoingAway, "the log started a new epoch")
 	}

@@ -80,9 +80,14 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request, id Identity, p
 	c = newConn(s, ws, hw.conn, &hw.sw.mu, id, r.RemoteAddr)
 	hw.sw.c = c
 	c.guard = guard
-	if !s.register(c, pos) {
+	if err := s.join(c, pos); err != nil {
 		c.abandon()
-		closeWithin(ws, hw.conn, CloseGoingAway, "server shutting down", s.cfg.writeTimeout)
+		code, reason := CloseGoingAway, "server shutting down"
+		if !errors.Is(err, ErrClosed) {
+			s.cfg.logger.Error("fanout: no snapshot for a connection", "session", s.name, "remote", r.RemoteAddr, "err", err)
+			code, reason = CloseInternalError, "snapshot unavailable"
+		}
+		closeWithin(ws, hw.conn, code, reason, s.cfg.writeTimeout)
 		s.release()
 		return
 	}
@@ -116,6 +121,7 @@ func (c *Conn) leave() {
 	c.finish()
 	c.s.unregister(c)
 	c.s.noteConnClosed(c)
+	c.s.rememberPosition(c)
 	if c.s.cfg.onLeave != nil {
 		c.s.cfg.onLeave(c)
 	}
@@ -181,9 +187,10 @@ func validHosts(hosts []string) bool {
 
 // resumePos is a client's requested starting point.
 type resumePos struct {
-	resume bool
-	after  uint64
-	epoch  string // empty: the current epoch
+	resume     bool
+	after      uint64
+	epoch      string // empty: the current epoch
+	byIdentity bool   // the position is the identity's (WithResumeByIdentity)
 }
 
 func parseResume(q url.Values) (resumePos, error) {

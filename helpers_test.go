@@ -36,6 +36,8 @@ type msg struct {
 	Heartbeat int64           `json:"heartbeat"`
 	Resumed   bool            `json:"resumed"`
 	Present   int             `json:"present"`
+	After     *uint64         `json:"after"`
+	Snapshot  bool            `json:"snapshot"`
 	Presence  []struct {
 		User string `json:"user"`
 		Conn string `json:"conn"`

@@ -2,14 +2,23 @@ package fanout
 
 import "github.com/fanout-go/fanout/internal/wire"
 
-// register attaches c to the session: it decides where c's cursor starts
-// (a resume, or the head), queues the welcome, and announces c to the
-// others. It returns false once the session is closed.
-func (s *Session) register(c *Conn, pos resumePos) bool {
+// registerWith attaches c to the session: it decides where c's cursor
+// starts (a resume, the snapshot's seq, or the head), queues the welcome
+// (and the snapshot after it), and announces c to the others. It returns
+// ErrClosed once the session is closed, and an *errSnapshotStale, having
+// changed nothing, when c needs snap and the window cannot serve it.
+func (s *Session) registerWith(c *Conn, pos resumePos, snap *Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return ErrClosed
+	}
+	if s.resumableLocked(pos) {
+		snap = nil // a resume needs no snapshot
+	} else if snap != nil {
+		if err := s.snapshotServableLocked(snap); err != nil {
+			return err
+		}
 	}
 	h := &s.window
 	w := wire.Welcome{
@@ -23,13 +32,17 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	}
 	start := h.head
 	if pos.resume {
-		if (pos.epoch == "" || pos.epoch == s.epoch) && h.canServe(pos.after) {
+		if s.resumableLocked(pos) {
 			start, w.Resumed = pos.after, true
+			w.After, w.ByIdentity = pos.after, pos.byIdentity
 			c.acked.Store(pos.after) // it has processed what it resumes from
 			s.noteResume(true)
 		} else {
 			s.noteResume(false)
 		}
+	}
+	if snap != nil { // the snapshot reflects every event up to its seq
+		start, w.Snapshot = snap.Seq, true
 	}
 	c.sent.Store(start)
 	c.joinHead = h.head
@@ -48,6 +61,9 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 		w.Presence, w.Present = s.noteJoinLocked(c, old)
 	}
 	c.ctrl = append(c.ctrl, wire.AppendWelcome(nil, &w))
+	if snap != nil { // right after the welcome, before every event
+		c.ctrl = append(c.ctrl, wire.AppendSnapshot(nil, s.epoch, snap.Seq, snap.Data))
+	}
 	c.flags.set(flagWork) // the welcome goes first, from the writer
 	s.conns[c] = struct{}{}
 	list := make([]*Conn, len(old), len(old)+1)
@@ -56,7 +72,7 @@ func (s *Session) register(c *Conn, pos resumePos) bool {
 	s.connList.Store(&list)
 	s.startPacerLocked()
 	s.noteConnOpened()
-	return true
+	return nil
 }
 
 // The connection list the pacer goes down, without the lock, is replaced

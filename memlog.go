@@ -14,6 +14,8 @@ type memoryLog struct {
 	head    uint64
 	dedup   dedup
 	changed chan struct{} // closed and replaced on every append
+
+	positions positions // identities' acked positions (PositionStore)
 }
 
 // NewMemoryLog returns a Log kept in this process's memory that retains

@@ -44,6 +44,8 @@ type config struct {
 	onJoin, onLeave  func(*Conn)
 	log              Log
 	observer         Observer
+	snapshot         func(ctx context.Context) (Snapshot, error)
+	resumeByIdentity int // identities whose positions are remembered; 0: off
 }
 
 func defaultConfig() config {
@@ -90,7 +92,7 @@ func (c *config) validateConfig() error {
 	case c.logger == nil:
 		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
-	return nil
+	return validateResumeByIdentity(c.resumeByIdentity)
 }
 
 // WithHistory sets how many of the most recent events the session keeps for

@@ -37,8 +37,10 @@ func (s *Session) stopPacerLocked() {
 	}
 }
 
-// wakePacer tells the pacer that an event was committed.
+// wakePacer tells the pacer, and the followers, that an event was
+// committed.
 func (s *Session) wakePacer() {
+	s.tail.wake()
 	if s.pacer != nil {
 		s.pacer.notify(s)
 		return

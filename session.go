@@ -37,14 +37,16 @@ type Session struct {
 	head        atomic.Uint64           // window.head, readable without the lock
 	connList    atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
 	due         chan struct{}           // cap 1: an event was committed; wakes the pacer
+	tail        tail                    // wakes followers (Follow)
 	presence    presenceLog             // joins and leaves not yet sent
 	presenceDue chan struct{}           // cap 1: presence was noted; the pacer sends it within presenceInterval
 	pacerStop   chan struct{}           // closes the running pacer; nil when none runs
 	dedup       dedup
 	conns       map[*Conn]struct{}
 	users       map[string]*userState
-	admitted    int  // connections past admission, registered or not
-	left        bool // a connection ended since a Hub's evictor last looked
+	positions   positions // WithResumeByIdentity, in memory
+	admitted    int       // connections past admission, registered or not
+	left        bool      // a connection ended since a Hub's evictor last looked
 	closed      bool
 
 	wg         sync.WaitGroup // admitted connections until their goroutines end, the pacer and the follower
@@ -101,6 +103,7 @@ func newSession(name string, cfg config, hub *Hub) *Session {
 		conns:       make(map[*Conn]struct{}),
 		users:       make(map[string]*userState),
 	}
+	s.positions.n = cfg.resumeByIdentity
 	s.connList.Store(new([]*Conn))
 	s.startObserving()
 	if cfg.log != nil {

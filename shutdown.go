@@ -55,6 +55,7 @@ func (s *Session) stop() []*Conn {
 		s.noteStopped()
 	}
 	s.closed = true
+	s.tail.wake() // followers end once they have what was committed
 	if s.stopFollow != nil {
 		s.stopFollow()
 	}

@@ -74,10 +74,27 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		ws.CloseNow()
 		return nil, fmt.Errorf("fanout/client: waiting for welcome: %w", err)
 	}
-	w := msgs[0]
+	w, rest := msgs[0], msgs[1:]
+	var snap *message
+	if w.Snapshot && !w.Resumed { // the next message is the snapshot
+		for len(rest) == 0 && err == nil {
+			rest, err = readFrame(dctx, ws)
+		}
+		if err == nil && rest[0].Type != "snapshot" {
+			err = fmt.Errorf("fanout/client: %q after a welcome announcing a snapshot", rest[0].Type)
+		}
+		if err != nil {
+			ws.CloseNow()
+			return nil, fmt.Errorf("fanout/client: waiting for snapshot: %w", err)
+		}
+		if c.cfg.onSnapshot != nil {
+			snap = &rest[0]
+		}
+		rest = rest[1:]
+	}
 	cn := &conn{
 		ws:         ws,
-		rest:       msgs[1:],
+		rest:       rest,
 		ackKick:    make(chan struct{}, 1),
 		pongKick:   make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
@@ -89,6 +106,16 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 
 	c.mu.Lock()
 	switch {
+	case snap != nil:
+		// The application's state is replaced by the snapshot, and the
+		// events after its seq follow.
+		if c.known {
+			c.resets.Add(1)
+		}
+		c.snapshots.Add(1)
+		c.rseq, c.repoch = snap.Seq, snap.Epoch
+		c.queue = append(c.queue, item{ev: Event{Seq: snap.Seq, Epoch: snap.Epoch, Data: snap.Data}, snapshot: true})
+		kick(c.qKick)
 	case c.known && (!w.Resumed || c.repoch != "" && c.repoch != w.Epoch):
 		// The position is gone: the application resyncs to head before
 		// the events after it.
@@ -96,6 +123,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.rseq, c.repoch = w.Head, w.Epoch
 		c.queue = append(c.queue, item{ev: Event{Seq: w.Head, Epoch: w.Epoch}, reset: true})
 		kick(c.qKick)
+	case !c.known && w.Resumed && w.After != nil:
+		// The server resumed the identity from its acked position.
+		c.rseq, c.repoch = *w.After, w.Epoch
+		c.seq, c.epoch = *w.After, w.Epoch
 	case !c.known:
 		// A fresh start: live events after head, nothing to process before.
 		c.rseq, c.repoch = w.Head, w.Epoch

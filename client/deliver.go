@@ -2,12 +2,14 @@ package client
 
 import "fmt"
 
-// item is one entry of the delivery queue: an event, or the reset that
-// precedes the events after a refused resume.
+// item is one entry of the delivery queue: an event, or the reset or
+// snapshot that precedes the events after a fresh start or a refused
+// resume.
 type item struct {
-	ev    Event // for a reset, ev.Seq and ev.Epoch are the head to resync to
-	cn    *conn // the connection the event came on, to ack it there; nil for a reset
-	reset bool
+	ev       Event // for a reset, ev.Seq and ev.Epoch are the head to resync to; for a snapshot, its seq, epoch and data
+	cn       *conn // the connection the event came on, to ack it there; nil for a reset or snapshot
+	reset    bool
+	snapshot bool
 }
 
 // The reader (the run goroutine) and the delivery goroutine meet at a
@@ -31,6 +33,8 @@ func (c *Client) deliver() {
 			return
 		}
 		switch {
+		case it.snapshot:
+			c.cfg.onSnapshot(Snapshot{Seq: it.ev.Seq, Epoch: it.ev.Epoch, Data: it.ev.Data})
 		case it.reset:
 			c.log.Warn("fanout/client: resume refused, resetting to head", "head", it.ev.Seq, "epoch", it.ev.Epoch)
 			if c.cfg.onReset != nil {

@@ -32,6 +32,14 @@
 // head and epoch before delivering the events after it: the application must resync,
 // for example from a snapshot. Events are never silently lost.
 //
+// A server that provides snapshots (fanout.WithSnapshot) sends one in place
+// of that reset, and to a client that starts without a position: the
+// client hands it to the WithOnSnapshot function, then delivers the events
+// after its seq. A server that resumes by identity
+// (fanout.WithResumeByIdentity) may resume a client that starts without a
+// position from its identity's last acked position: the client starts
+// there, and Position says so.
+//
 // An event counts as processed when the handler returns, or when it has been
 // received from the Events channel. That is the position Position reports
 // and the client acks (cumulatively, at most once per WithAckInterval). An

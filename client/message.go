@@ -21,6 +21,8 @@ type message struct {
 	Head      uint64          `json:"head"`
 	Heartbeat int64           `json:"heartbeat"` // ms
 	Resumed   bool            `json:"resumed"`
+	Snapshot  bool            `json:"snapshot"` // welcome: a snapshot message follows
+	After     *uint64         `json:"after"`    // welcome: resumed from the identity's position, after this seq
 }
 
 // decodeFrame splits a frame into its messages (one JSON object per line,
@@ -63,6 +65,12 @@ func (m *message) check() error {
 	case "event":
 		if m.Seq == 0 {
 			bad = "seq"
+		} else if len(m.Data) == 0 {
+			bad = "data"
+		}
+	case "snapshot":
+		if m.Epoch == "" {
+			bad = "epoch"
 		} else if len(m.Data) == 0 {
 			bad = "data"
 		}

@@ -14,6 +14,7 @@ type Option func(*config)
 type config struct {
 	handler        func(Event)
 	onReset        func(head uint64, epoch string)
+	onSnapshot     func(Snapshot)
 	startSet       bool
 	startSeq       uint64
 	startEpoch     string

@@ -3,8 +3,9 @@
 // the suite checks what a session relies on: one gap-free order with
 // concurrent appenders on several nodes, dedup of client publish ids,
 // trimmed positions reported as gone, the epoch kept across a node restart
-// and changed when the backend loses its data, cancellation, and no
-// goroutine left behind.
+// and changed when the backend loses its data, cancellation, no goroutine
+// left behind, and, for a log that implements fanout.PositionStore,
+// identities' positions shared by every node.
 package logtest
 
 import (
@@ -59,6 +60,7 @@ func Run(t *testing.T, cfg Config) {
 		{"FollowInOrder", followInOrder},
 		{"EpochAcrossRestartAndLoss", epochs},
 		{"Cancellation", cancellation},
+		{"Positions", positions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, cfg) })

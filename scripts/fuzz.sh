@@ -27,6 +27,7 @@ targets="
 ./internal/wire FuzzDecodeClient
 ./internal/wire FuzzDecodeClientRoundTrip
 ./internal/wire FuzzLines
+./internal/wire FuzzDecodeEvent
 ./internal/wire FuzzCompact
 ./internal/wire FuzzAppendString
 . FuzzResumeQuery

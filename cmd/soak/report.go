@@ -73,6 +73,13 @@ var guarantees = []guarantee{
 		soak:  "heartbeats every 2 s throughout",
 	},
 	{
+		claim: "**State.** A follower gets every committed event once, in order, or is told its position is gone; a snapshot and the events after it are exactly the stream, however publishes race the connect.",
+		tests: append(root("TestFollowReplayThenLive", "TestFollowGone", "TestFollowFellBehind", "TestFollowSharedLogAcrossRestart", "TestFollowSharedLogAheadOfTheNode",
+			"TestSnapshotSlowWhilePublishing", "TestSnapshotWhoGetsOne", "TestSnapshotAheadOfTheNode", "TestResumeByIdentitySharedLog"),
+			refs("./client", "TestSnapshotAtomicityUnderLoad", "TestSnapshotAfterRefusedResume", "TestResumeByIdentity")...),
+		soak: "",
+	},
+	{
 		claim: "**Clean errors, no one gets in.** Hostile input gets its documented status, error or close code and harms no one else; 401 without credentials, 403 cross-origin or for a foreign host, `from` set by the server.",
 		tests: append(root("TestHostileInputs", "TestHandshakeRefusals", "TestProtocolErrors", "TestPublishFromCannotBeSpoofed", "TestInvalidUTF8Refused",
 			"TestPanickingHookContained", "TestLimitPublishRate", "TestLimitPublishRefusals", "TestLimitInboundBudget", "TestSteadyPublishFloodClosed",

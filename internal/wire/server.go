@@ -93,6 +93,9 @@ type Welcome struct {
 	User        string
 	HeartbeatMS int64
 	Resumed     bool
+	Snapshot    bool   // a snapshot message follows the welcome
+	ByIdentity  bool   // resumed from the identity's position: After is sent
+	After       uint64 // with ByIdentity: delivery resumes after this seq
 	Presence    []Member
 	Present     int // connections present; more than len(Presence) when the list was cut
 }
@@ -117,6 +120,13 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 	dst = strconv.AppendBool(dst, w.Resumed)
 	dst = append(dst, `,"present":`...)
 	dst = strconv.AppendInt(dst, int64(w.Present), 10)
+	if w.Snapshot {
+		dst = append(dst, `,"snapshot":true`...)
+	}
+	if w.ByIdentity {
+		dst = append(dst, `,"after":`...)
+		dst = strconv.AppendUint(dst, w.After, 10)
+	}
 	dst = append(dst, `,"presence":[`...)
 	for i, m := range w.Presence {
 		if i > 0 {
