@@ -58,6 +58,7 @@ type hubConfig struct {
 	sessionOpts  func(name string) []Option
 	authenticate func(*http.Request) (Identity, error)
 	authorize    func(r *http.Request, id Identity, session string) error
+	hosts        []string // nil: any Host
 	maxSessions  int
 	maxConns     int
 	idle         time.Duration
@@ -66,6 +67,14 @@ type hubConfig struct {
 // A HubOption configures a Hub. Options are checked by NewHub, which
 // returns an error for an invalid value.
 type HubOption func(*hubConfig)
+
+// WithHubHosts lists the Host header values the hub accepts, as WithHosts
+// does for a Session: a request for any other host gets 403 before
+// anything else is looked at (DNS rebinding). A session's own WithHosts,
+// given through WithSessionOptions, is checked too. Default: any host.
+func WithHubHosts(hosts ...string) HubOption {
+	return func(c *hubConfig) { c.hosts = append([]string{}, hosts...) }
+}
 
 // WithSessionName sets how the hub names the session a request is for.
 // A name must be 1-128 bytes of ASCII letters, digits and any of - _ . ~
@@ -159,6 +168,8 @@ func NewHub(opts ...HubOption) (*Hub, error) {
 		return nil, fmt.Errorf("%w: max connections must be at least 1, got %d", ErrInvalidOption, cfg.maxConns)
 	case cfg.idle <= 0:
 		return nil, fmt.Errorf("%w: idle timeout must be positive, got %v", ErrInvalidOption, cfg.idle)
+	case cfg.hosts != nil && !validHosts(cfg.hosts):
+		return nil, fmt.Errorf("%w: hosts must be host names or host:port", ErrInvalidOption)
 	}
 	h := &Hub{
 		cfg:      cfg,
@@ -180,6 +191,10 @@ func NewHub(opts ...HubOption) (*Hub, error) {
 // hook's 4xx) when WithAuthorize refuses, and 503 at the hub's or the
 // session's limits or after Shutdown; otherwise as Session.ServeHTTP.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.hosts != nil && !hostAllowed(h.cfg.hosts, r.Host) {
+		http.Error(w, "host not allowed", http.StatusForbidden)
+		return
+	}
 	name := h.cfg.name(r)
 	if !validName(name) {
 		http.Error(w, "invalid session name", http.StatusBadRequest)
@@ -219,6 +234,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				code = http.StatusInternalServerError
 			}
 			http.Error(w, strings.ToLower(http.StatusText(code)), code)
+			return
+		}
+		if s.cfg.hosts != nil && !hostAllowed(s.cfg.hosts, r.Host) {
+			http.Error(w, "host not allowed", http.StatusForbidden)
 			return
 		}
 		if s.admit() {

@@ -452,3 +452,34 @@ func TestHubObserved(t *testing.T) {
 	assert.Equal(t, int64(2), obs.created.Load())
 	require.Eventually(t, func() bool { return obs.evicted.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
 }
+
+// A hub, like a session, answers only the hosts it lists (DNS rebinding),
+// its own and its sessions'.
+func TestHubHosts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []fanout.HubOption
+		want int
+	}{
+		{"any host by default", nil, http.StatusSwitchingProtocols},
+		{"hub lists another host", []fanout.HubOption{fanout.WithHubHosts("app.example.com")}, http.StatusForbidden},
+		{"hub lists this host", []fanout.HubOption{fanout.WithHubHosts("127.0.0.1")}, http.StatusSwitchingProtocols},
+		{"session lists another host", []fanout.HubOption{fanout.WithSessionOptions(func(string) []fanout.Option {
+			return []fanout.Option{fanout.WithHosts("app.example.com")}
+		})}, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := fanout.NewHub(tc.opts...)
+			require.NoError(t, err)
+			mux := http.NewServeMux()
+			mux.Handle("/docs/{doc}/ws", h)
+			hs := httptest.NewServer(mux)
+			t.Cleanup(func() {
+				_ = h.Close()
+				hs.Close()
+			})
+			url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/docs/d1/ws"
+			assert.Equal(t, tc.want, dialStatus(t, url, nil))
+		})
+	}
+}

@@ -154,7 +154,7 @@ func (l *memoryLog) SavePosition(ctx context.Context, user, epoch string, seq ui
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.positions.n == 0 {
-		l.positions.n = len(l.dedup.order)
+		l.positions.n = l.dedup.window
 	}
 	l.positions.save(user, epoch, seq)
 	return nil
