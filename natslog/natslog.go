@@ -200,6 +200,7 @@ func (s *Store) Log(name string) fanout.Log {
 	tok := "s" + base64.RawURLEncoding.EncodeToString([]byte(name))
 	return &natsLog{
 		s:     s,
+		turn:  make(chan struct{}, 1),
 		name:  name,
 		subj:  s.o.Prefix + ".s." + tok + ".m",
 		esubj: s.o.Prefix + ".s." + tok + ".e",
@@ -221,6 +222,18 @@ type natsLog struct {
 	subj  string // events
 	esubj string // the epoch
 	tail  string // events republished
+
+	// turn serializes this handle's appends, so that they do not conflict
+	// with each other; whoever holds it owns head.
+	turn chan struct{}
+	head *position // the session's last event as of the last append; nil when not known
+}
+
+// position is where the session's last event is.
+type position struct {
+	epoch string
+	seq   uint64
+	sseq  uint64 // its stream sequence; 0 before the first event
 }
 
 // entry is one event as the stream holds it.
@@ -400,33 +413,46 @@ func (l *natsLog) msgID(epoch, from, id string) string {
 }
 
 func (l *natsLog) Append(ctx context.Context, from, id string, data []byte) (fanout.Appended, error) {
+	if err := ctx.Err(); err != nil {
+		return fanout.Appended{}, err
+	}
+	select {
+	case l.turn <- struct{}{}:
+		defer func() { <-l.turn }()
+	case <-ctx.Done():
+		return fanout.Appended{}, ctx.Err()
+	}
 	for {
-		epoch, head, last, err := l.state(ctx)
-		if err != nil {
-			return fanout.Appended{}, err
+		if l.head == nil {
+			epoch, head, last, err := l.state(ctx)
+			if err != nil {
+				return fanout.Appended{}, err
+			}
+			l.head = &position{epoch: epoch, seq: head}
+			if last != nil {
+				l.head.sseq = last.sseq
+			}
 		}
+		p := *l.head
 		m := nats.NewMsg(l.subj)
 		m.Data = data
-		m.Header.Set(hdrEpoch, epoch)
-		m.Header.Set(hdrSeq, strconv.FormatUint(head+1, 10))
-		var expect uint64
-		if last != nil {
-			expect = last.sseq
-		}
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+		m.Header.Set(hdrEpoch, p.epoch)
+		m.Header.Set(hdrSeq, strconv.FormatUint(p.seq+1, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.sseq, 10))
 		var mid string
 		if from != "" || id != "" {
 			m.Header.Set(hdrFrom, url.QueryEscape(from))
 			m.Header.Set(hdrID, url.QueryEscape(id))
 		}
 		if id != "" {
-			mid = l.msgID(epoch, from, id)
+			mid = l.msgID(p.epoch, from, id)
 			m.Header.Set(jetstream.MsgIDHeader, mid)
 		}
 		ack, err := l.publish(ctx, m)
 		switch {
 		case err == nil && !ack.Duplicate:
-			return fanout.Appended{Epoch: epoch, Seq: head + 1}, nil
+			l.head = &position{epoch: p.epoch, seq: p.seq + 1, sseq: ack.Sequence}
+			return fanout.Appended{Epoch: p.epoch, Seq: p.seq + 1}, nil
 		case err == nil:
 			// A retry inside the dedup window: the original's seq.
 			orig, err := l.event(ctx, directReq{Seq: ack.Sequence})
@@ -438,9 +464,11 @@ func (l *natsLog) Append(ctx context.Context, from, id string, data []byte) (fan
 			}
 			return fanout.Appended{Epoch: orig.epoch, Seq: orig.rec.Seq, Duplicate: true}, nil
 		case isConflict(err):
-			// Another append came first. On one server the expected
+			// Another node appended first, or the session is not where
+			// this handle saw it last. On one server the expected
 			// sequence is checked before the dedup: a retry of a publish
 			// committed as the last event lands here.
+			l.head = nil
 			if mid != "" {
 				last, err := l.event(ctx, directReq{LastBySubj: l.subj})
 				if err != nil {
@@ -450,8 +478,8 @@ func (l *natsLog) Append(ctx context.Context, from, id string, data []byte) (fan
 					return fanout.Appended{Epoch: last.epoch, Seq: last.rec.Seq, Duplicate: true}, nil
 				}
 			}
-			continue
 		default:
+			l.head = nil
 			return fanout.Appended{}, err
 		}
 	}
