@@ -35,12 +35,22 @@ func (n *node) url() string { return "ws" + strings.TrimPrefix(n.hs.URL, "http")
 
 func newNode(t *testing.T, url string, opts natslog.Options, session string) *node {
 	t.Helper()
+	return newRecordingNode(t, url, opts, session, nil)
+}
+
+// newRecordingNode is newNode whose log tells a where it put each append
+// (a nil a: none).
+func newRecordingNode(t *testing.T, url string, opts natslog.Options, session string, a *acked) *node {
+	t.Helper()
 	_, js := connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := natslog.New(ctx, js, opts)
 	require.NoError(t, err)
 	l := st.Log(session)
+	if a != nil {
+		l = recordingLog{Log: l, a: a}
+	}
 	s, err := fanout.NewSession(session, fanout.WithLog(l))
 	require.NoError(t, err)
 	hs := httptest.NewServer(s)
@@ -59,11 +69,14 @@ type watcher struct {
 	epoch  string
 	pos    uint64
 	data   map[string]string // epoch/seq to data
+	base   map[string]uint64 // epoch to the head a reset started it at
 	resets int
 	bad    []string
 }
 
-func newWatcher() *watcher { return &watcher{data: map[string]string{}} }
+func newWatcher() *watcher {
+	return &watcher{data: map[string]string{}, base: map[string]uint64{}}
+}
 
 func (w *watcher) event(ev client.Event) {
 	w.mu.Lock()
@@ -83,6 +96,7 @@ func (w *watcher) reset(head uint64, epoch string) {
 	defer w.mu.Unlock()
 	w.resets++
 	w.epoch, w.pos = epoch, head
+	w.base[epoch] = head
 }
 
 func (w *watcher) position() (string, uint64) {
@@ -96,6 +110,19 @@ func (w *watcher) check(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	require.Empty(t, w.bad, "events out of order")
+}
+
+// got checks that w received recs of epoch, all those after the head its
+// reset to epoch (if any) started it at.
+func (w *watcher) got(t *testing.T, epoch string, recs []fanout.Record) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, rec := range recs {
+		if rec.Seq > w.base[epoch] {
+			require.Equal(t, string(rec.Data), w.data[fmt.Sprintf("%s/%d", epoch, rec.Seq)], "seq %d", rec.Seq)
+		}
+	}
 }
 
 // reached waits until w has received everything up to head in epoch.
@@ -166,13 +193,39 @@ func logged(t *testing.T, l fanout.Log) (string, []fanout.Record) {
 	return epoch, out
 }
 
-// acked is what publishers were told: seq of each data acked, and the
-// data of publishes that failed.
+// acked is what publishers were told, and where the log put each
+// publish.
 type acked struct {
-	mu     sync.Mutex
-	epochs map[string]string // data to epoch
-	seqs   map[string]uint64 // data to seq
-	failed int
+	mu       sync.Mutex
+	ok       map[string]bool            // data of the publishes acked
+	appended map[string]fanout.Appended // data to where the log put it
+	failed   int
+}
+
+func newAcked() *acked {
+	return &acked{ok: map[string]bool{}, appended: map[string]fanout.Appended{}}
+}
+
+func (a *acked) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ok)
+}
+
+// recordingLog is a log that tells a what its appends returned.
+type recordingLog struct {
+	fanout.Log
+	a *acked
+}
+
+func (l recordingLog) Append(ctx context.Context, from, id string, data []byte) (fanout.Appended, error) {
+	app, err := l.Log.Append(ctx, from, id, data)
+	if err == nil {
+		l.a.mu.Lock()
+		l.a.appended[string(data)] = app
+		l.a.mu.Unlock()
+	}
+	return app, err
 }
 
 // publishUntil publishes on each session in turn until stop is closed.
@@ -185,15 +238,16 @@ func publishUntil(stop <-chan struct{}, a *acked, tag string, ss ...*fanout.Sess
 		}
 		data := fmt.Sprintf(`{"p":%q,"i":%d}`, tag, i)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s := ss[i%len(ss)]
-		seq, err := s.Publish(ctx, []byte(data))
-		epoch := s.Epoch()
+		_, err := ss[i%len(ss)].Publish(ctx, []byte(data))
 		cancel()
 		a.mu.Lock()
 		if err != nil {
 			a.failed++
+			if os.Getenv("NATSLOG_DEBUG") != "" {
+				fmt.Println("publish:", err)
+			}
 		} else {
-			a.seqs[data], a.epochs[data] = seq, epoch
+			a.ok[data] = true
 		}
 		a.mu.Unlock()
 		if err != nil {
@@ -214,14 +268,16 @@ func checkAcked(t *testing.T, a *acked, epoch string, recs []fanout.Record) (inE
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for data, seq := range a.seqs {
-		if a.epochs[data] != epoch {
+	for data := range a.ok {
+		app, ok := a.appended[data]
+		require.True(t, ok, "publish %s acked but not appended", data)
+		if app.Epoch != epoch {
 			continue
 		}
 		inEpoch++
 		got, ok := at[data]
-		require.True(t, ok, "acked publish %s (seq %d) is not in the log", data, seq)
-		require.Equal(t, seq, got, "acked publish %s", data)
+		require.True(t, ok, "acked publish %s (seq %d) is not in the log", data, app.Seq)
+		require.Equal(t, app.Seq, got, "acked publish %s", data)
 	}
 	return inEpoch
 }
@@ -247,16 +303,37 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// natsServerBinary is the nats-server the fault tests run: NATS_SERVER_BIN,
+// or the one on PATH.
 func natsServerBinary(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("nats-server not installed: %v", err)
+	p := os.Getenv("NATS_SERVER_BIN")
+	if p == "" {
+		var err error
+		if p, err = exec.LookPath("nats-server"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("nats-server not installed: %v", err)
+			}
+			t.Skipf("nats-server not installed: %v", err)
 		}
-		t.Skipf("nats-server not installed: %v", err)
 	}
 	return p
+}
+
+// needVersion skips the test, or fails it with CI=true, when the
+// nats-server the tests run is older than major.minor.patch.
+func needVersion(t *testing.T, major, minor, patch int) {
+	t.Helper()
+	out, err := exec.Command(natsServerBinary(t), "--version").Output()
+	require.NoError(t, err)
+	v := strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(string(out), "nats-server:")), "v")
+	if !natslog.AtLeast(v, major, minor, patch) {
+		msg := fmt.Sprintf("needs nats-server %d.%d.%d or later (NATS_SERVER_BIN), found %s", major, minor, patch, v)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }
 
 // startNATS starts a JetStream server with a file store in a directory of
@@ -283,11 +360,20 @@ func (s *natsServer) start() {
 	}, 10*time.Second, 10*time.Millisecond, "nats-server on port %d did not start", s.port)
 }
 
-func (s *natsServer) signal(sig syscall.Signal) {
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
+// stop stops the server with SIGSTOP and waits until it is stopped.
+func (s *natsServer) stop() {
+	s.t.Helper()
+	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	require.Eventually(s.t, func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+		// The state follows the command name in parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		return err == nil && i > 0 && i+2 < len(stat) && stat[i+2] == 'T'
+	}, 5*time.Second, time.Millisecond)
 }
+
+// cont resumes a stopped server.
+func (s *natsServer) cont() { require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGCONT)) }
 
 // kill ends the server with SIGKILL.
 func (s *natsServer) kill() {

@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,6 +144,11 @@ func New(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, err
 		return nil, err
 	}
 	s := &Store{js: js, nc: js.Conn(), o: opts}
+	if v := s.nc.ConnectedServerVersion(); opts.Replicas > 1 && !atLeast(v, 2, 9, 21) {
+		// Before 2.9.21 a replicated stream may store two messages that
+		// expected the same last subject sequence (nats-server #4320).
+		return nil, fmt.Errorf("natslog: a stream with replicas needs nats-server 2.9.21 or later, connected to %s", v)
+	}
 	s.cfg = jetstream.StreamConfig{
 		Name:              opts.Stream,
 		Description:       "fanout session logs",
@@ -183,8 +189,24 @@ func (s *Store) ensure(ctx context.Context) error {
 	return nil
 }
 
+// atLeast says whether version v (as "2.9.10") is at least major.minor.patch.
+func atLeast(v string, major, minor, patch int) bool {
+	var got [3]int
+	for i, part := range strings.SplitN(strings.SplitN(v, "-", 2)[0], ".", 3) {
+		got[i], _ = strconv.Atoi(part)
+	}
+	want := [3]int{major, minor, patch}
+	for i := range got {
+		if got[i] != want[i] {
+			return got[i] > want[i]
+		}
+	}
+	return true
+}
+
 // recreate runs ensure at most every quarter of a second: a request found
-// no stream to answer it, which was deleted, or lost with a server's store.
+// no stream to answer it, or no answer, and the stream may have been
+// deleted, or lost with a server's store.
 func (s *Store) recreate(ctx context.Context) {
 	s.ensureMu.Lock()
 	defer s.ensureMu.Unlock()
@@ -295,6 +317,11 @@ func (l *natsLog) get(ctx context.Context, req directReq) (*nats.Msg, error) {
 	case err != nil:
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Some servers do not answer a direct get of a stream they do
+			// not have: it may be gone.
+			l.s.recreate(ctx)
 		}
 		return nil, unavailable(err)
 	}
@@ -523,11 +550,19 @@ func (l *natsLog) read(ctx context.Context, epoch string, after, at uint64, limi
 	}
 	var recs []fanout.Record
 	for next != nil {
-		if next.epoch != epoch || next.rec.Seq != after+1 {
+		switch {
+		case next.epoch == epoch && next.rec.Seq <= after:
+			// A second event with a seq already taken, which a server
+			// letting two appends through at once would store: the first
+			// one is the event. (Servers before 2.9.21 do, for streams with
+			// replicas; New refuses those.)
+			at = next.sseq
+		case next.epoch != epoch || next.rec.Seq != after+1:
 			return nil, 0, fanout.ErrGone // trimmed, or a new epoch, meanwhile
+		default:
+			recs = append(recs, next.rec)
+			after, at = next.rec.Seq, next.sseq
 		}
-		recs = append(recs, next.rec)
-		after, at = next.rec.Seq, next.sseq
 		if len(recs) == limit || after >= head {
 			break
 		}
