@@ -14,6 +14,10 @@ if [ ${#mods[@]} -eq 0 ]; then
 fi
 
 scripts/services.sh
+# The nats-server services.sh built, when the installed one is too old.
+if [ -x "${TMPDIR:-/tmp}/fanout-services/bin/nats-server" ]; then
+	export NATS_SERVER_BIN="${TMPDIR:-/tmp}/fanout-services/bin/nats-server"
+fi
 
 status=0
 for m in "${mods[@]}"; do
