@@ -19,6 +19,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envNodeNATS) != "" {
+		runNode()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
