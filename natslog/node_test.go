@@ -169,3 +169,28 @@ func TestFollowTailAndSlowFollower(t *testing.T) {
 }
 
 var errDone = errors.New("done")
+
+// A retry of a client publish that is the session's last event, from a
+// handle that last saw the session before it (its expected last subject
+// sequence is stale, which one server checks before the dedup), gets the
+// original seq and appends nothing.
+func TestRetryAfterConflict(t *testing.T) {
+	opts := sharedOpts(t)
+	open := func() fanout.Log {
+		_, js := connect(t, natsURL())
+		st, err := natslog.New(context.Background(), js, opts)
+		require.NoError(t, err)
+		return st.Log("doc")
+	}
+	a, b := open(), open()
+	_, err := a.Append(context.Background(), "", "", []byte(`{"first":true}`))
+	require.NoError(t, err)
+	orig, err := b.Append(context.Background(), "alice", "p1", []byte(`{"x":1}`))
+	require.NoError(t, err)
+	retry, err := a.Append(context.Background(), "alice", "p1", []byte(`{"x":1}`))
+	require.NoError(t, err)
+	require.Equal(t, fanout.Appended{Epoch: orig.Epoch, Seq: orig.Seq, Duplicate: true}, retry)
+	_, head, err := a.Head(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), head)
+}
