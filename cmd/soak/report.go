@@ -48,7 +48,7 @@ var guarantees = []guarantee{
 		claim: "**Order.** One gap-free sequence per session; every client sees the same order.",
 		tests: append(append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "TestTLSConnectionsGetEverything", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
 			refs("./natslog", "TestConformance", "TestClusterConformance", "TestTwoNodes", "TestFollowTailAndSlowFollower")...),
-		soak:  "reorders and gaps per client",
+		soak: "reorders and gaps per client",
 	},
 	{
 		claim: "**No silent loss.** A client is replayed what it missed, or told `resumed:false` with the head; a slow consumer is closed (4001), never skipped.",
@@ -62,7 +62,7 @@ var guarantees = []guarantee{
 		claim: "**Exactly-once effect.** Duplicates are dropped by seq; a retried publish id gets its original seq and is not appended twice.",
 		tests: append(append(root("TestPublishAckAndDedup", "TestLimitDedupWindow", "TestRetryOfCommittedPublishBypassesLimits"), refs("./client", "TestPublishRetriedExactlyOnce", "TestDuplicatesDropped", "TestChaos")...),
 			refs("./natslog", "TestRetryAfterConflict")...),
-		soak:  "duplicates per client; publishes appended twice, missing or misplaced",
+		soak: "duplicates per client; publishes appended twice, missing or misplaced",
 	},
 	{
 		claim: "**Acks both ways.** Publishes are acked with their seq; client acks are tracked per connection and identity.",
