@@ -147,7 +147,7 @@ func uncached() {
 // browserSkipNotice is the line that announces a skipped TestBrowser.
 func browserSkipNotice(why string) string {
 	return "examples/collab: the browser test was SKIPPED because " + why +
-		"; to run it: bash examples/collab/e2e/setup.sh && go test -race ./examples/collab" +
+		"; to run it: bash examples/collab/e2e/setup.sh && (cd examples/collab && go test -race .)" +
 		" (FANOUT_BROWSER_TEST=require makes a skip a failure)\n"
 }
 

@@ -2,8 +2,16 @@
 // the page sees the same notes in the same order, adds its own, and keeps
 // going across disconnects and server restarts.
 //
-//	go run ./examples/collab            # then open http://127.0.0.1:8080/
-//	go run ./examples/collab -addr :9000
+//	go run .                  # in examples/collab; then open http://127.0.0.1:8080/
+//	go run . -addr :9000
+//	go run . -nats nats://127.0.0.1:4222 -addr 127.0.0.1:8080
+//	go run . -nats nats://127.0.0.1:4222 -addr 127.0.0.1:8081
+//
+// With -nats URL the session's log is on that NATS JetStream (package
+// natslog, stream COLLAB): every server started so serves the same notes,
+// in the same order, and a page moved from one to another resumes without
+// a reset; a restart keeps the epoch. Without it the log is in memory, and
+// a restart starts a new epoch.
 //
 // The server side is one fanout.Session mounted at /ws next to the page. The
 // page (static/app.js) is the reference browser client of PROTOCOL.md: it
@@ -48,6 +56,7 @@ const (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	natsURL := flag.String("nats", "", "NATS `URL` whose JetStream keeps the session's log, shared by every server started with it (default: in memory)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -63,8 +72,18 @@ func main() {
 		logger.Error("collab: listen", "err", err)
 		os.Exit(1)
 	}
+	var opts []fanout.Option
+	if *natsURL != "" {
+		l, closeLog, err := openNATSLog(ctx, *natsURL, "COLLAB")
+		if err != nil {
+			logger.Error("collab: nats", "url", *natsURL, "err", err)
+			os.Exit(1)
+		}
+		defer closeLog()
+		opts = append(opts, fanout.WithLog(l))
+	}
 	fmt.Printf("collab: open %s in two or more tabs (add ?user=NAME to pick a name); Ctrl-C stops\n", pageURL(ln.Addr()))
-	if err := run(ctx, ln, logger); err != nil {
+	if err := run(ctx, ln, logger, opts...); err != nil {
 		logger.Error("collab: stopped", "err", err)
 		os.Exit(1)
 	}
@@ -72,8 +91,8 @@ func main() {
 
 // run serves the example on ln until ctx ends, then shuts down gracefully:
 // connected pages are closed with 1001 and reconnect on their own.
-func run(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
-	a, err := newApp(logger)
+func run(ctx context.Context, ln net.Listener, logger *slog.Logger, opts ...fanout.Option) error {
+	a, err := newApp(logger, opts...)
 	if err != nil {
 		_ = ln.Close()
 		return err
