@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -398,4 +399,15 @@ func jsReady(t *testing.T, js jetstream.JetStream, stream string) {
 		info := st.CachedInfo()
 		return info.Cluster == nil || info.Cluster.Leader != "" || len(info.Cluster.Replicas) == 0
 	}, 30*time.Second, 50*time.Millisecond)
+}
+
+// testingProcs is GOMAXPROCS, as RunParallel counts it.
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
+
+// startHTTP serves s on a loopback HTTP server until the benchmark ends
+// and returns its WebSocket URL.
+func startHTTP(b *testing.B, s *fanout.Session) string {
+	hs := httptest.NewServer(s)
+	b.Cleanup(hs.Close)
+	return "ws" + strings.TrimPrefix(hs.URL, "http")
 }

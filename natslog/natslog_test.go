@@ -39,7 +39,8 @@ func natsURL() string {
 // Without a server it skips the test, unless CI=true, where it fails.
 func connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(2 * time.Second)}, opts...)...)
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}) // faults are the tests' own
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(2 * time.Second), quiet}, opts...)...)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("NATS at %s: %v", url, err)
