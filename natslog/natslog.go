@@ -41,11 +41,13 @@
 // synchronous persistence (New refuses a stream set to asynchronous
 // persistence). A publish is acked once it is written to the server's
 // files (and, with Options.Replicas above 1, to a majority of replicas).
-// The server flushes its files to disk every sync interval (the
-// jetstream sync_interval setting, two minutes by default): a server
-// process killed loses nothing, but a machine that loses power can lose
-// the acked events of the last interval on a single server. Run three
-// replicas, or set sync_interval to always, where that matters.
+// The server flushes its files to disk only every sync interval (the
+// jetstream sync_interval setting from nats-server 2.10 on, two minutes
+// by default): a server process killed loses nothing, but a machine that
+// loses power can lose the acked events of the last interval on a single
+// server. Run three replicas, or set sync_interval to always, where that
+// matters. Replicas need nats-server 2.9.21 or later: earlier servers
+// could store two appends that expected the same last message.
 //
 // All nodes of a stream must use the same Options.
 package natslog
