@@ -171,7 +171,7 @@ func sameOrder(t *testing.T, ws ...*watcher) {
 // logged reads the whole retained log of l in its current epoch.
 func logged(t *testing.T, l fanout.Log) (string, []fanout.Record) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var epoch string
 	var head uint64

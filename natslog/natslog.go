@@ -298,6 +298,7 @@ type directReq struct {
 	Seq        uint64 `json:"seq,omitempty"`
 	LastBySubj string `json:"last_by_subj,omitempty"`
 	NextBySubj string `json:"next_by_subj,omitempty"`
+	Batch      int    `json:"batch,omitempty"` // nats-server 2.11 and later
 }
 
 // get returns the message req names, nil when there is none.
@@ -541,17 +542,29 @@ func (l *natsLog) read(ctx context.Context, epoch string, after, at uint64, limi
 	if after == head || limit <= 0 {
 		return nil, at, nil
 	}
-	var next *entry
-	if at > 0 {
-		next, err = l.event(ctx, directReq{Seq: at + 1, NextBySubj: l.subj})
-	} else {
-		next, err = l.locate(ctx, after+1, last)
-	}
-	if err != nil {
-		return nil, 0, err
+	var pending []entry // read, not yet looked at
+	if at == 0 {
+		first, err := l.locate(ctx, after+1, last)
+		if err != nil {
+			return nil, 0, err
+		}
+		if first == nil {
+			return nil, 0, fanout.ErrGone
+		}
+		pending = []entry{*first}
 	}
 	var recs []fanout.Record
-	for next != nil {
+	for len(recs) < limit && after < head {
+		if len(pending) == 0 {
+			if pending, err = l.events(ctx, at+1, min(limit-len(recs), int(min(head-after, 1<<16)))); err != nil {
+				return nil, 0, err
+			}
+			if len(pending) == 0 {
+				break
+			}
+		}
+		next := pending[0]
+		pending = pending[1:]
 		switch {
 		case next.epoch == epoch && next.rec.Seq <= after:
 			// A second event with a seq already taken, which a server
@@ -565,14 +578,64 @@ func (l *natsLog) read(ctx context.Context, epoch string, after, at uint64, limi
 			recs = append(recs, next.rec)
 			after, at = next.rec.Seq, next.sseq
 		}
-		if len(recs) == limit || after >= head {
-			break
-		}
-		if next, err = l.event(ctx, directReq{Seq: at + 1, NextBySubj: l.subj}); err != nil {
-			return nil, 0, err
-		}
 	}
 	return recs, at, nil
+}
+
+// batchGets says whether the connected server answers direct gets of
+// several messages at once (nats-server 2.11 and later).
+func (l *natsLog) batchGets() bool { return atLeast(l.s.nc.ConnectedServerVersion(), 2, 11, 0) }
+
+// events returns up to n of the session's events from stream sequence
+// from on: in one batched direct get where the server has them, else one.
+func (l *natsLog) events(ctx context.Context, from uint64, n int) ([]entry, error) {
+	if n <= 1 || !l.batchGets() {
+		e, err := l.event(ctx, directReq{Seq: from, NextBySubj: l.subj})
+		if err != nil || e == nil {
+			return nil, err
+		}
+		return []entry{*e}, nil
+	}
+	if !l.s.nc.IsConnected() {
+		return nil, unavailable(nats.ErrConnectionClosed)
+	}
+	inbox := l.s.nc.NewInbox()
+	sub, err := l.s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	body, _ := json.Marshal(directReq{Seq: from, NextBySubj: l.subj, Batch: n})
+	if err := l.s.nc.PublishRequest("$JS.API.DIRECT.GET."+l.s.o.Stream, inbox, body); err != nil {
+		return nil, unavailable(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.s.o.Timeout)
+	defer cancel()
+	var out []entry
+	for {
+		m, err := sub.NextMsgWithContext(rctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, unavailable(err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+			e, err := parseEntry(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		case "204", "404": // the end of the batch; nothing at all
+			return out, nil
+		case "503":
+			l.s.recreate(ctx)
+			return nil, unavailable(nats.ErrNoResponders)
+		default:
+			return nil, unavailable(fmt.Errorf("direct get: status %s %s", status, m.Header.Get("Description")))
+		}
+	}
 }
 
 // locate returns the event with seq want, searching the stream sequences
