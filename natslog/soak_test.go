@@ -101,7 +101,7 @@ func TestSoak(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Second + time.Duration(rand.IntN(1000))*time.Millisecond):
+			case <-time.After(3*time.Second + time.Duration(rand.IntN(2000))*time.Millisecond):
 			}
 			if i%2 == 0 {
 				srv.kill()
