@@ -208,9 +208,12 @@ func atLeast(v string, major, minor, patch int) bool {
 
 // recreate runs ensure at most every quarter of a second: a request found
 // no stream to answer it, or no answer, and the stream may have been
-// deleted, or lost with a server's store.
+// deleted, or lost with a server's store. A call while another runs
+// returns at once.
 func (s *Store) recreate(ctx context.Context) {
-	s.ensureMu.Lock()
+	if !s.ensureMu.TryLock() {
+		return
+	}
 	defer s.ensureMu.Unlock()
 	if time.Since(s.lastEnsure) < 250*time.Millisecond {
 		return
