@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates RELIABILITY.md from a real run:
 #   1. the whole test suite under the race detector (go test -race -json),
+#      at the root and in natslog (against NATS, started when missing),
 #   2. every fuzz target for a bounded time (scripts/fuzz.sh; FUZZTIME, 20s),
 #   3. the soak command, 1,000 clients for 60 s (SOAK_CLIENTS, SOAK_DURATION),
 #      which checks its own run and writes the page from all three.
@@ -15,6 +16,16 @@ echo "== go test -race -count=1 ./..."
 go test -race -count=1 -json ./... >"$tmp/tests.json" || status=1
 grep -E '"Action":"(pass|fail|skip)","Package":"[^"]*","Elapsed"' "$tmp/tests.json" |
 	sed -E 's/.*"Action":"([a-z]+)","Package":"([^"]*)","Elapsed":([0-9.]+).*/\1\t\2\t\3s/'
+
+echo "== natslog: go test -race -count=1 ./... (on the NATS scripts/services.sh starts)"
+scripts/services.sh || status=1
+if [ -x "${TMPDIR:-/tmp}/fanout-services/bin/nats-server" ]; then
+	export NATS_SERVER_BIN="${TMPDIR:-/tmp}/fanout-services/bin/nats-server"
+fi
+(cd natslog && go test -race -count=1 -json ./...) >"$tmp/natslog.json" || status=1
+grep -E '"Action":"(pass|fail|skip)","Package":"[^"]*","Elapsed"' "$tmp/natslog.json" |
+	sed -E 's/.*"Action":"([a-z]+)","Package":"([^"]*)","Elapsed":([0-9.]+).*/\1\t\2\t\3s/'
+cat "$tmp/natslog.json" >>"$tmp/tests.json"
 
 echo "== scripts/fuzz.sh"
 scripts/fuzz.sh -o "$tmp/fuzz.tsv" || status=1

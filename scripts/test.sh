@@ -16,6 +16,10 @@ fi
 
 scripts/services.sh
 scripts/prometheus.sh
+# The nats-server services.sh built, when the installed one is too old.
+if [ -x "${TMPDIR:-/tmp}/fanout-services/bin/nats-server" ]; then
+	export NATS_SERVER_BIN="${TMPDIR:-/tmp}/fanout-services/bin/nats-server"
+fi
 
 status=0
 for m in "${mods[@]}"; do

@@ -28,6 +28,11 @@ type guarantee struct {
 	soak  string // what the soak run shows of it
 }
 
+// ownModules are the packages named in guarantees that are Go modules of
+// their own, tested from their directory (scripts/reliability.sh adds
+// their results to the root's).
+var ownModules = map[string]bool{"./natslog": true}
+
 func root(names ...string) []testRef { return refs(".", names...) }
 
 func refs(pkg string, names ...string) []testRef {
@@ -41,20 +46,23 @@ func refs(pkg string, names ...string) []testRef {
 var guarantees = []guarantee{
 	{
 		claim: "**Order.** One gap-free sequence per session; every client sees the same order.",
-		tests: append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "TestTLSConnectionsGetEverything", "TestSharedLogTwoNodes", "TestMemoryLogConformance", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
-		soak:  "reorders and gaps per client",
+		tests: append(append(root("TestOrderManyClientsConcurrentPublishers", "TestOrderWithRoundsSplit", "TestTLSConnectionsGetEverything", "TestSharedLogTwoNodes", "TestMemoryLogConformance", "FuzzFrames"), refs("./client", "TestReceiveInOrder", "TestGapReconnects")...),
+			refs("./natslog", "TestConformance", "TestClusterConformance", "TestTwoNodes", "TestFollowTailAndSlowFollower")...),
+		soak: "reorders and gaps per client",
 	},
 	{
 		claim: "**No silent loss.** A client is replayed what it missed, or told `resumed:false` with the head; a slow consumer is closed (4001), never skipped.",
 		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestWriteIgnoresStaleDeadline", "TestWriteTimesOut", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
 			refs("./client", "TestResumeAfterDrop", "TestResetOnUnknownEpoch", "TestFullBufferResumes")...),
-			refs("./cmd/soak", "TestRestartResetsClients")...),
+			append(refs("./cmd/soak", "TestRestartResetsClients"),
+				refs("./natslog", "TestServerKilledAndRestarted", "TestServerStoreLost", "TestServerStopped", "TestStreamPurged", "TestClusterLeaderKilled", "TestNodeProcessKilled", "TestNodeRestartKeepsEpoch")...)...),
 		soak: "loss per client, clients at head, the restart into a new epoch",
 	},
 	{
 		claim: "**Exactly-once effect.** Duplicates are dropped by seq; a retried publish id gets its original seq and is not appended twice.",
-		tests: append(root("TestPublishAckAndDedup", "TestLimitDedupWindow", "TestRetryOfCommittedPublishBypassesLimits", "TestPublishAnsweredIffCommitted", "TestSharedLogRetryOnOtherNode", "TestSharedLogUnavailable"), refs("./client", "TestPublishRetriedExactlyOnce", "TestDuplicatesDropped", "TestChaos")...),
-		soak:  "duplicates per client; publishes appended twice, missing or misplaced",
+		tests: append(append(root("TestPublishAckAndDedup", "TestLimitDedupWindow", "TestRetryOfCommittedPublishBypassesLimits", "TestPublishAnsweredIffCommitted", "TestSharedLogRetryOnOtherNode", "TestSharedLogUnavailable"), refs("./client", "TestPublishRetriedExactlyOnce", "TestDuplicatesDropped", "TestChaos")...),
+			refs("./natslog", "TestRetryAfterConflict")...),
+		soak: "duplicates per client; publishes appended twice, missing or misplaced",
 	},
 	{
 		claim: "**Acks both ways.** Publishes are acked with their seq; client acks are tracked per connection and identity.",
@@ -240,7 +248,7 @@ func renderReport(w io.Writer, res *Result, tests *testRun, fuzz []fuzzResult, n
 	}
 
 	if tests != nil {
-		p("\n## Test suite\n\n`go test -race -count=1 ./...`: ")
+		p("\n## Test suite\n\n`go test -race -count=1 ./...`, at the root and in natslog: ")
 		var pass, fail, skip int
 		var skipped []string
 		for ref, r := range tests.tests {
@@ -327,6 +335,10 @@ func rerun(refs []testRef) string {
 	}
 	cmds := make([]string, len(pkgs))
 	for i, pkg := range pkgs {
+		if ownModules[pkg] { // tested from its own directory
+			cmds[i] = fmt.Sprintf("`(cd %s && go test -race -run '^(%s)$' .)`", strings.TrimPrefix(pkg, "./"), strings.Join(byPkg[pkg], "\\|"))
+			continue
+		}
 		cmds[i] = fmt.Sprintf("`go test -race -run '^(%s)$' %s`", strings.Join(byPkg[pkg], "\\|"), pkg)
 	}
 	return strings.Join(cmds, "<br>")

@@ -47,6 +47,7 @@ type Peer struct {
 // All lists the peers in their order in tables.
 var All = []Peer{
 	{Name: "fanout", Label: "fanout", Kind: load.Fanout, Replay: true, New: newFanout},
+	{Name: "fanout-nats", Label: "fanout on NATS JetStream", Kind: load.Fanout, Replay: true, New: newFanoutNATS},
 	{Name: "centrifuge", Label: "centrifuge (history, recovery)", Kind: load.Centrifuge, Replay: true,
 		New: func(c Config) (Server, error) { return newCentrifuge(c, true) }},
 	{Name: "centrifuge-nohist", Label: "centrifuge (no history)", Kind: load.Centrifuge,

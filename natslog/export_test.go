@@ -1,0 +1,4 @@
+package natslog
+
+// AtLeast is atLeast, for the tests.
+var AtLeast = atLeast
