@@ -32,6 +32,7 @@ type Stats struct {
 	Duplicates  uint64 // events dropped because their seq had already been received
 	Resent      uint64 // publishes sent again on a new connection
 	RateLimited uint64 // rate_limited refusals; the publish is sent again after a pause
+	Unavailable uint64 // unavailable refusals (the server's log could not commit); sent again after a pause
 }
 
 // Client is a connection to a fanout session that survives disconnects: it
@@ -49,7 +50,7 @@ type Client struct {
 	events  chan Event    // nil when a handler is set
 	pubKick chan struct{} // a publish is waiting to be sent
 
-	reconnects, resets, duplicates, resent, rateLimited atomic.Uint64
+	reconnects, resets, duplicates, resent, rateLimited, unavailable atomic.Uint64
 
 	// Where the connection is: the position to resume from. Only the run
 	// goroutine uses these (Dial before it starts).
@@ -331,6 +332,7 @@ func (c *Client) Stats() Stats {
 		Duplicates:  c.duplicates.Load(),
 		Resent:      c.resent.Load(),
 		RateLimited: c.rateLimited.Load(),
+		Unavailable: c.unavailable.Load(),
 	}
 }
 
