@@ -19,6 +19,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(nodeEnv); addr != "" {
+		runNodeProcess(addr, os.Getenv(nodePrefixEnv))
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
