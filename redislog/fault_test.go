@@ -48,6 +48,17 @@ func TestFaults(t *testing.T) {
 		{"FLUSHALL", false, true, false, func(t *testing.T, p *redisProc) {
 			require.NoError(t, p.do("FLUSHALL").Error())
 		}},
+		{"head goes backwards, as after an asynchronous failover", false, true, false, func(t *testing.T, p *redisProc) {
+			// What a replica promoted without the last writes looks
+			// like: the head 5 lower, the last 5 events missing.
+			const lose = `local s = tonumber(redis.call('HGET', KEYS[1], 's'))
+for i = s - 4, s do redis.call('XDEL', KEYS[2], i .. '-0') end
+redis.call('HSET', KEYS[1], 's', s - 5)
+return s`
+			s, err := p.do("EVAL", lose, "2", "{fanout:doc}:m", "{fanout:doc}:s").AsInt64()
+			require.NoError(t, err)
+			require.Greater(t, s, int64(5))
+		}},
 		{"CLIENT KILL TYPE pubsub", false, false, false, func(t *testing.T, p *redisProc) {
 			n, err := p.do("CLIENT", "KILL", "TYPE", "pubsub").AsInt64()
 			require.NoError(t, err)
