@@ -95,6 +95,7 @@ func (s *Session) resync(ctx context.Context) error {
 	s.window.head = after
 	s.head.Store(after)
 	s.ready = true
+	s.growLocked()
 	var stale []*Conn
 	if old != "" && old != epoch {
 		for c := range s.conns {
@@ -127,9 +128,52 @@ func (s *Session) receive(epoch string, recs []Record) error {
 		s.window.append(wire.AppendEvent(b, r.Seq, r.Data, r.From, r.ID))
 	}
 	s.head.Store(s.window.head)
+	s.growLocked()
 	s.mu.Unlock()
 	s.wakePacer()
 	return nil
+}
+
+// growLocked wakes whoever waits for the window to move (awaitPosition).
+// The caller holds s.mu for writing.
+func (s *Session) growLocked() {
+	if s.grown != nil {
+		close(s.grown)
+		s.grown = make(chan struct{})
+	}
+}
+
+// resumeWait bounds how long a resume waits for the window to reach its
+// position.
+const resumeWait = 2 * time.Second
+
+// awaitPosition waits, on a shared log, for the window to reach a resume
+// position beyond its head in its epoch, for up to resumeWait: another
+// node may have sent the client events this one has not received from the
+// log yet. A position still beyond the head afterwards gets resumed:false,
+// as on one node.
+func (s *Session) awaitPosition(ctx context.Context, pos resumePos) {
+	if s.shared == nil || !pos.resume {
+		return
+	}
+	t := time.NewTimer(resumeWait)
+	defer t.Stop()
+	for {
+		s.mu.RLock()
+		done := s.closed || pos.epoch != "" && pos.epoch != s.epoch || pos.after <= s.window.head
+		grown := s.grown
+		s.mu.RUnlock()
+		if done {
+			return
+		}
+		select {
+		case <-grown:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // appendShared commits one publish to the shared log.

@@ -46,6 +46,7 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// From here on the slot is given back exactly once: below if the
 	// upgrade fails, otherwise when the connection's goroutine ends.
+	s.awaitPosition(r.Context(), pos)
 
 	hw := &hijackRecorder{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn

@@ -150,3 +150,41 @@ func TestSharedLogUnavailable(t *testing.T) {
 	require.Equal(t, uint64(1), c.nextOf(t, "ack").Seq)
 	require.Equal(t, uint64(1), c.nextOf(t, "event").Seq)
 }
+
+// gatedLog holds what Follow delivers until open is closed: a node
+// lagging behind the others.
+type gatedLog struct {
+	fanout.Log
+	open chan struct{}
+}
+
+func (g *gatedLog) Follow(ctx context.Context, epoch string, after uint64, fn func([]fanout.Record) error) error {
+	return g.Log.Follow(ctx, epoch, after, func(recs []fanout.Record) error {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return fn(recs)
+	})
+}
+
+// A client moving to a node that has not yet received the events it got
+// from another is resumed once the node has them, not reset.
+func TestSharedLogResumeOnLaggingNode(t *testing.T) {
+	l, err := fanout.NewMemoryLog(100, 100)
+	require.NoError(t, err)
+	lagging := &gatedLog{Log: l, open: make(chan struct{})}
+	a, b := newNode(t, l), newNode(t, lagging)
+	ca := dial(t, a.url(""), nil)
+	for range 5 {
+		_, err := a.s.Publish(context.Background(), []byte(`{}`))
+		require.NoError(t, err)
+	}
+	ca.events(t, 5)
+	require.Equal(t, uint64(0), b.s.Stats().Head)
+	time.AfterFunc(200*time.Millisecond, func() { close(lagging.open) })
+	moved := dial(t, b.url(fmt.Sprintf("after=5&epoch=%s", ca.welcome.Epoch)), nil)
+	require.True(t, moved.welcome.Resumed)
+	require.Equal(t, uint64(5), moved.welcome.Head)
+}

@@ -31,6 +31,7 @@ type Session struct {
 	window    history                 // the events connections are served from
 	shared    Log                     // WithLog; nil: the session is its own log
 	ready     bool                    // with shared: the window has the log's epoch
+	grown     chan struct{}           // with shared: closed and replaced when the window grows, the epoch changes or the session closes
 	head      atomic.Uint64           // log.head, readable without the lock
 	connList  atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
 	due       chan struct{}           // cap 1: an event was committed; wakes the pacer
@@ -88,6 +89,7 @@ func NewSession(name string, opts ...Option) (*Session, error) {
 	s.connList.Store(new([]*Conn))
 	if cfg.log != nil {
 		s.shared, s.epoch = cfg.log, ""
+		s.grown = make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stopFollow = cancel
 		s.wg.Add(1)

@@ -52,6 +52,7 @@ func (s *Session) stop() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.growLocked()
 	if s.stopFollow != nil {
 		s.stopFollow()
 	}
