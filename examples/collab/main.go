@@ -2,8 +2,15 @@
 // the page sees the same notes in the same order, adds its own, and keeps
 // going across disconnects and server restarts.
 //
-//	go run ./examples/collab            # then open http://127.0.0.1:8080/
-//	go run ./examples/collab -addr :9000
+//	go run .                  # in examples/collab; then open http://127.0.0.1:8080/
+//	go run . -addr :9000
+//	go run . -redis 127.0.0.1:6379 -addr 127.0.0.1:8080
+//	go run . -redis 127.0.0.1:6379 -addr 127.0.0.1:8081
+//
+// With -redis ADDR the session's log is on that Redis (package redislog):
+// every server started so serves the same notes, in the same order, and a
+// page moved from one to another resumes without a reset. Without it the
+// log is in memory, and a restart starts a new epoch.
 //
 // The server side is one fanout.Session mounted at /ws next to the page. The
 // page (static/app.js) is the reference browser client of PROTOCOL.md: it
@@ -32,7 +39,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/redis/rueidis"
+
 	"github.com/fanout-go/fanout"
+	"github.com/fanout-go/fanout/redislog"
 )
 
 // static holds the page: plain HTML, CSS and JavaScript, no build step.
@@ -48,6 +58,7 @@ const (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	redisAddr := flag.String("redis", "", "Redis `ADDR` to keep the session's log on, shared by every server started with it (default: in memory)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -63,8 +74,18 @@ func main() {
 		logger.Error("collab: listen", "err", err)
 		os.Exit(1)
 	}
+	var opts []fanout.Option
+	if *redisAddr != "" {
+		l, closeLog, err := openRedisLog(*redisAddr)
+		if err != nil {
+			logger.Error("collab: redis", "addr", *redisAddr, "err", err)
+			os.Exit(1)
+		}
+		defer closeLog()
+		opts = append(opts, fanout.WithLog(l))
+	}
 	fmt.Printf("collab: open %s in two or more tabs (add ?user=NAME to pick a name); Ctrl-C stops\n", pageURL(ln.Addr()))
-	if err := run(ctx, ln, logger); err != nil {
+	if err := run(ctx, ln, logger, opts...); err != nil {
 		logger.Error("collab: stopped", "err", err)
 		os.Exit(1)
 	}
@@ -72,8 +93,8 @@ func main() {
 
 // run serves the example on ln until ctx ends, then shuts down gracefully:
 // connected pages are closed with 1001 and reconnect on their own.
-func run(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
-	a, err := newApp(logger)
+func run(ctx context.Context, ln net.Listener, logger *slog.Logger, opts ...fanout.Option) error {
+	a, err := newApp(logger, opts...)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -232,4 +253,23 @@ func pageHeaders(next http.Handler) http.Handler {
 			"default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// openRedisLog returns the session's log on the Redis at addr, under the
+// key prefix "collab", and a function that closes it.
+func openRedisLog(addr string) (fanout.Log, func(), error) {
+	return openRedisLogPrefix(addr, "collab")
+}
+
+func openRedisLogPrefix(addr, prefix string) (fanout.Log, func(), error) {
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := redislog.New(rc, redislog.Options{Prefix: prefix})
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
+	}
+	return store.Log("collab"), func() { store.Close(); rc.Close() }, nil
 }
