@@ -8,7 +8,10 @@ require (
 	github.com/centrifugal/centrifuge v0.40.1
 	github.com/fanout-go/fanout v0.0.0-00010101000000-000000000000
 	github.com/gorilla/websocket v1.5.3
+	github.com/redis/go-redis/v9 v9.23.0
 )
+
+require go.uber.org/atomic v1.12.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
