@@ -244,22 +244,22 @@ func (c *checker) position() (uint64, string) {
 
 type results struct {
 	nodes, clients, pubs, rate int
-	duration, elapsed        time.Duration
-	loadavg                  string
-	epochs                   []string
-	head                     uint64
-	delivered                uint64
-	gaps, reorder, silent    uint64
-	resets                   uint64
-	atHead                   int
-	contentBad               int
-	acked, failed            uint64
-	twice, missing, misplace int
-	moves, failovers         uint64
-	faults                   map[string]int
-	peakHeap                 uint64
-	peakGoroutines           int
-	failures                 []string
+	duration, elapsed          time.Duration
+	loadavg                    string
+	epochs                     []string
+	head                       uint64
+	delivered                  uint64
+	gaps, reorder, silent      uint64
+	resets                     uint64
+	atHead                     int
+	contentBad                 int
+	acked, failed              uint64
+	twice, missing, misplace   int
+	moves, failovers           uint64
+	faults                     map[string]int
+	peakHeap                   uint64
+	peakGoroutines             int
+	failures                   []string
 }
 
 func (r *results) ok() bool { return len(r.failures) == 0 }
