@@ -150,29 +150,35 @@ const resumeWait = 2 * time.Second
 // awaitPosition waits, on a shared log, for the window to reach a resume
 // position beyond its head in its epoch, for up to resumeWait: another
 // node may have sent the client events this one has not received from the
-// log yet. A position still beyond the head afterwards gets resumed:false,
-// as on one node.
-func (s *Session) awaitPosition(ctx context.Context, pos resumePos) {
+// log yet. It reports false when the node should refuse the connection for
+// now (503, which clients retry): the position is still beyond the window
+// but the log has it, or the log cannot say. A position beyond the log's
+// own head is let through, to be answered resumed:false as on one node.
+func (s *Session) awaitPosition(ctx context.Context, pos resumePos) bool {
 	if s.shared == nil || !pos.resume {
-		return
+		return true
 	}
 	t := time.NewTimer(resumeWait)
 	defer t.Stop()
 	for {
 		s.mu.RLock()
 		done := s.closed || pos.epoch != "" && pos.epoch != s.epoch || pos.after <= s.window.head
-		grown := s.grown
+		epoch, grown := s.epoch, s.grown
 		s.mu.RUnlock()
 		if done {
-			return
+			return true
 		}
 		select {
 		case <-grown:
-		case <-t.C:
-			return
+			continue
 		case <-ctx.Done():
-			return
+			return false
+		case <-t.C:
 		}
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		logEpoch, head, err := s.shared.Head(hctx)
+		cancel()
+		return err == nil && (logEpoch != epoch || head < pos.after)
 	}
 }
 

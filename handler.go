@@ -24,7 +24,8 @@ const maxEpochLen = 64
 // Before the upgrade it answers 400 for a malformed resume position, 401
 // when the authentication hook refuses (403, or another 4xx, when its
 // error says so: see WithAuthenticate), 403 for a foreign origin and 503
-// at the connection limit or after Shutdown.
+// at the connection limit or after Shutdown, and on a shared log 503 while
+// the session has not caught up with a resume position the log has.
 func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pos, err := parseResume(r.URL.Query())
 	if err != nil {
@@ -46,7 +47,11 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// From here on the slot is given back exactly once: below if the
 	// upgrade fails, otherwise when the connection's goroutine ends.
-	s.awaitPosition(r.Context(), pos)
+	if !s.awaitPosition(r.Context(), pos) {
+		s.release()
+		http.Error(w, "catching up with the log", http.StatusServiceUnavailable)
+		return
+	}
 
 	hw := &hijackRecorder{ResponseWriter: w, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
@@ -187,4 +188,26 @@ func TestSharedLogResumeOnLaggingNode(t *testing.T) {
 	moved := dial(t, b.url(fmt.Sprintf("after=5&epoch=%s", ca.welcome.Epoch)), nil)
 	require.True(t, moved.welcome.Resumed)
 	require.Equal(t, uint64(5), moved.welcome.Head)
+}
+
+// A node that has not caught up with a position the log has refuses the
+// connection with 503, which clients retry, rather than reset the client;
+// a position beyond the log's head is reset, as on one node.
+func TestSharedLogLaggingNodeRefuses(t *testing.T) {
+	l, err := fanout.NewMemoryLog(100, 100)
+	require.NoError(t, err)
+	stuck := &gatedLog{Log: l, open: make(chan struct{})}
+	t.Cleanup(func() { close(stuck.open) })
+	a, b := newNode(t, l), newNode(t, stuck)
+	for range 5 {
+		_, err := a.s.Publish(context.Background(), []byte(`{}`))
+		require.NoError(t, err)
+	}
+	resp, err := http.Get(b.hs.URL + "/?after=5&epoch=" + a.s.Epoch())
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	beyond := dial(t, b.url(fmt.Sprintf("after=50&epoch=%s", a.s.Epoch())), nil)
+	require.False(t, beyond.welcome.Resumed)
 }
