@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,10 @@ type redisLog struct {
 	mu    sync.Mutex
 	epoch string // the newest epoch this node has seen
 	seen  uint64 // the highest seq it has seen in it
+
+	qmu      sync.Mutex
+	queue    []*appendReq // appends waiting for the flusher
+	flushing bool         // a flusher runs
 }
 
 // known returns the epoch and seq the scripts compare the log's head
@@ -54,28 +59,115 @@ func (l *redisLog) args(extra ...string) []string {
 	return append([]string{l.s.node, epoch, seen}, extra...)
 }
 
+// An append waits in the log's queue; one goroutine per log and node at a
+// time, the flusher, commits what is queued in one script call (up to
+// maxBatch events), answers each, and goes on while the queue has more,
+// so concurrent appends to one log share round trips. The flusher is
+// started by the append that finds none running and ends when the queue
+// is empty; Store.Close waits for it.
+const maxBatch = 256
+
+// appendReq is one append waiting in the queue.
+type appendReq struct {
+	from, id string
+	data     []byte
+	done     chan struct{} // closed once res and err are set
+	res      fanout.Appended
+	err      error
+}
+
 func (l *redisLog) Append(ctx context.Context, from, id string, data []byte) (fanout.Appended, error) {
 	if err := ctx.Err(); err != nil {
 		return fanout.Appended{}, err
 	}
-	res, err := appendScript.Exec(ctx, l.s.client, l.keys, l.args(from, id, rueidis.BinaryString(data),
-		l.s.window, l.s.dedup, l.channel, l.s.ttl)).ToArray()
-	if err != nil {
-		return fanout.Appended{}, unavailable(err)
+	r := &appendReq{from: from, id: id, data: data, done: make(chan struct{})}
+	l.qmu.Lock()
+	l.queue = append(l.queue, r)
+	start := !l.flushing
+	if start {
+		if !l.s.flushers.start() {
+			l.queue = l.queue[:len(l.queue)-1]
+			l.qmu.Unlock()
+			return fanout.Appended{}, unavailable(errClosed)
+		}
+		l.flushing = true
 	}
-	if len(res) != 3 {
-		return fanout.Appended{}, unavailable(fmt.Errorf("redislog: append returned %d values", len(res)))
+	l.qmu.Unlock()
+	if start {
+		go l.flush(context.WithoutCancel(ctx))
 	}
-	epoch, err1 := res[0].ToString()
-	seq, err2 := res[1].AsUint64()
-	dup, err3 := res[2].AsInt64()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return fanout.Appended{}, unavailable(err)
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// Still queued: it will not be committed. Already taken by the
+		// flusher: it may still commit, not acked, and a retry of a
+		// client publish gets its seq.
+		l.qmu.Lock()
+		if i := slices.Index(l.queue, r); i >= 0 {
+			l.queue = slices.Delete(l.queue, i, i+1)
+		}
+		l.qmu.Unlock()
+		return fanout.Appended{}, unavailable(ctx.Err())
 	}
-	if dup == 0 {
-		l.observe(epoch, seq)
+}
+
+// flush commits the queue, batch by batch, until it is empty.
+func (l *redisLog) flush(ctx context.Context) {
+	defer l.s.flushers.done()
+	for {
+		l.qmu.Lock()
+		n := min(len(l.queue), maxBatch)
+		if n == 0 {
+			l.flushing = false
+			l.queue = nil
+			l.qmu.Unlock()
+			return
+		}
+		batch := l.queue[:n:n]
+		l.queue = l.queue[n:]
+		l.qmu.Unlock()
+		l.commit(ctx, batch)
 	}
-	return fanout.Appended{Epoch: epoch, Seq: seq, Duplicate: dup == 1}, nil
+}
+
+// commit runs the append script for batch and answers each request.
+func (l *redisLog) commit(ctx context.Context, batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(ctx, l.s.opts.Timeout)
+	defer cancel()
+	args := l.args(strconv.Itoa(len(batch)), l.s.window, l.s.dedup, l.channel, l.s.ttl)
+	for _, r := range batch {
+		args = append(args, r.from, r.id, rueidis.BinaryString(r.data))
+	}
+	res, err := appendScript.Exec(ctx, l.s.client, l.keys, args).ToArray()
+	if err == nil && len(res) != 1+2*len(batch) {
+		err = fmt.Errorf("redislog: append returned %d values for %d events", len(res), len(batch))
+	}
+	var epoch string
+	if err == nil {
+		epoch, err = res[0].ToString()
+	}
+	var top uint64
+	for i, r := range batch {
+		if err == nil {
+			seq, err1 := res[1+2*i].AsUint64()
+			dup, err2 := res[2+2*i].AsInt64()
+			if e := errors.Join(err1, err2); e != nil {
+				r.err = unavailable(e)
+			} else {
+				r.res = fanout.Appended{Epoch: epoch, Seq: seq, Duplicate: dup == 1}
+				if dup == 0 {
+					top = max(top, seq)
+				}
+			}
+		} else {
+			r.err = unavailable(err)
+		}
+		close(r.done)
+	}
+	if top > 0 {
+		l.observe(epoch, top)
+	}
 }
 
 func (l *redisLog) Head(ctx context.Context) (string, uint64, error) {
@@ -178,28 +270,35 @@ type message struct {
 	rec   fanout.Record
 }
 
-// parseMessage decodes "<seq> <epoch> <len(from)> <len(id)> <from><id><data>".
-func parseMessage(s string) (message, bool) {
-	var head [4]string
-	for i := range head {
-		j := strings.IndexByte(s, ' ')
-		if j < 0 {
-			return message{}, false
+// parseMessages decodes one pub/sub message: events, each
+// "<seq> <epoch> <len(from)> <len(id)> <len(data)> <from><id><data>".
+func parseMessages(s string) ([]message, bool) {
+	var out []message
+	for s != "" {
+		var head [5]string
+		for i := range head {
+			j := strings.IndexByte(s, ' ')
+			if j < 0 {
+				return nil, false
+			}
+			head[i], s = s[:j], s[j+1:]
 		}
-		head[i], s = s[:j], s[j+1:]
+		seq, err1 := strconv.ParseUint(head[0], 10, 64)
+		nf, err2 := strconv.Atoi(head[2])
+		ni, err3 := strconv.Atoi(head[3])
+		nd, err4 := strconv.Atoi(head[4])
+		if errors.Join(err1, err2, err3, err4) != nil || nf < 0 || ni < 0 || nd < 0 || nf+ni+nd > len(s) {
+			return nil, false
+		}
+		out = append(out, message{epoch: head[1], rec: fanout.Record{
+			Seq:  seq,
+			From: s[:nf],
+			ID:   s[nf : nf+ni],
+			Data: []byte(s[nf+ni : nf+ni+nd]),
+		}})
+		s = s[nf+ni+nd:]
 	}
-	seq, err1 := strconv.ParseUint(head[0], 10, 64)
-	nf, err2 := strconv.Atoi(head[2])
-	ni, err3 := strconv.Atoi(head[3])
-	if errors.Join(err1, err2, err3) != nil || nf < 0 || ni < 0 || nf+ni > len(s) {
-		return message{}, false
-	}
-	return message{epoch: head[1], rec: fanout.Record{
-		Seq:  seq,
-		From: s[:nf],
-		ID:   s[nf : nf+ni],
-		Data: []byte(s[nf+ni:]),
-	}}, true
+	return out, true
 }
 
 // follower is one Follow's mailbox: pub/sub's dispatch fills it, Follow

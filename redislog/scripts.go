@@ -11,8 +11,9 @@ import "github.com/redis/rueidis"
 //	                 the window with MAXLEN ~
 //	{prefix:name}:d  sorted set: the last dedup-window publish ids,
 //	                 member <len(from)>:<from><id>, score its seq
-//	{prefix:name}:c  channel: every committed event, as
-//	                 "<seq> <epoch> <len(from)> <len(id)> <from><id><data>"
+//	{prefix:name}:c  channel: the events of each append, one message,
+//	                 each event "<seq> <epoch> <len(from)> <len(id)>
+//	                 <len(data)> <from><id><data>", one after the other
 //
 // Every script starts with the same prologue. It reads the epoch and head,
 // and starts a new epoch (deleting the stream and the dedup set) when
@@ -45,34 +46,48 @@ else
 end
 `
 
-// appendScript commits one event unless its publish id is known.
-// ARGV[4] from, ARGV[5] id, ARGV[6] data, ARGV[7] window, ARGV[8] dedup
-// window, ARGV[9] channel, ARGV[10] TTL in seconds (0: none).
-// Returns {epoch, seq, duplicate (0 or 1)}.
+// appendScript commits a batch of events, in order, each unless its
+// publish id is known (also from earlier in the batch). ARGV[4] the
+// number of events n, ARGV[5] window, ARGV[6] dedup window, ARGV[7]
+// channel, ARGV[8] TTL in seconds (0: none), then from, id and data of
+// each event. Returns {epoch, seq1, dup1, seq2, dup2, ...}, dup 0 or 1.
+// The events appended go out in one PUBLISH.
 var appendScript = rueidis.NewLuaScript(prologue + `
-local from, id = ARGV[4], ARGV[5]
-local key
-if id ~= '' then
-  key = #from .. ':' .. from .. id
-  local d = redis.call('ZSCORE', dedup, key)
+local n = tonumber(ARGV[4])
+local out = {epoch}
+local msg = {}
+for k = 0, n - 1 do
+  local from, id, data = ARGV[9 + 3 * k], ARGV[10 + 3 * k], ARGV[11 + 3 * k]
+  local key, d
+  if id ~= '' then
+    key = #from .. ':' .. from .. id
+    d = redis.call('ZSCORE', dedup, key)
+  end
   if d then
-    return {epoch, tonumber(d), 1}
+    out[#out + 1] = tonumber(d)
+    out[#out + 1] = 1
+  else
+    seq = redis.call('HINCRBY', meta, 's', 1)
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[5], string.format('%d-0', seq), 'f', from, 'i', id, 'd', data)
+    if key then
+      redis.call('ZADD', dedup, seq, key)
+    end
+    msg[#msg + 1] = string.format('%d %s %d %d %d ', seq, epoch, #from, #id, #data) .. from .. id .. data
+    out[#out + 1] = seq
+    out[#out + 1] = 0
   end
 end
-seq = redis.call('HINCRBY', meta, 's', 1)
-redis.call('XADD', stream, 'MAXLEN', '~', ARGV[7], string.format('%d-0', seq), 'f', from, 'i', id, 'd', ARGV[6])
-if key then
-  redis.call('ZADD', dedup, seq, key)
-  redis.call('ZREMRANGEBYRANK', dedup, 0, -1 - tonumber(ARGV[8]))
+if #msg > 0 then
+  redis.call('ZREMRANGEBYRANK', dedup, 0, -1 - tonumber(ARGV[6]))
+  local ttl = tonumber(ARGV[8])
+  if ttl > 0 then
+    redis.call('EXPIRE', meta, ttl)
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', dedup, ttl)
+  end
+  redis.call('PUBLISH', ARGV[7], table.concat(msg))
 end
-local ttl = tonumber(ARGV[10])
-if ttl > 0 then
-  redis.call('EXPIRE', meta, ttl)
-  redis.call('EXPIRE', stream, ttl)
-  redis.call('EXPIRE', dedup, ttl)
-end
-redis.call('PUBLISH', ARGV[9], string.format('%d %s %d %d ', seq, epoch, #from, #id) .. from .. id .. ARGV[6])
-return {epoch, seq, 0}
+return out
 `)
 
 // headScript returns {epoch, seq}.

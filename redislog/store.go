@@ -64,6 +64,9 @@ type Options struct {
 	// CheckInterval is how often a follower that has received nothing
 	// reads the log's head anyway. Default 5 s.
 	CheckInterval time.Duration
+	// Timeout bounds one append's round trip to Redis (several appends
+	// waiting for one log share it). Default 5 s.
+	Timeout time.Duration
 }
 
 // maxQueue bounds the events pub/sub hands one follower before it takes
@@ -91,6 +94,8 @@ type Store struct {
 
 	probeGot atomic.Uint64 // the last probe that came back
 
+	flushers flushers // the logs' append flushers, which Close waits for
+
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -101,7 +106,7 @@ func New(client rueidis.Client, opts Options) (*Store, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil Redis client", fanout.ErrInvalidOption)
 	}
-	if opts.Window < 0 || opts.DedupWindow < 0 || opts.TTL < 0 || opts.ProbeInterval < 0 || opts.CheckInterval < 0 {
+	if opts.Window < 0 || opts.DedupWindow < 0 || opts.TTL < 0 || opts.ProbeInterval < 0 || opts.CheckInterval < 0 || opts.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative redislog option", fanout.ErrInvalidOption)
 	}
 	if opts.TTL > 0 && opts.TTL < time.Second {
@@ -121,6 +126,9 @@ func New(client rueidis.Client, opts Options) (*Store, error) {
 	}
 	if opts.CheckInterval == 0 {
 		opts.CheckInterval = 5 * time.Second
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -147,6 +155,49 @@ func New(client rueidis.Client, opts Options) (*Store, error) {
 func (s *Store) Close() {
 	s.stop()
 	<-s.done
+	s.flushers.close()
+}
+
+// flushers counts running append flushers; after close no more start.
+type flushers struct {
+	mu      sync.Mutex
+	n       int
+	closed  bool
+	drained chan struct{} // closed when n reaches 0 after close
+}
+
+func (f *flushers) start() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *flushers) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.drained != nil {
+		close(f.drained)
+		f.drained = nil
+	}
+}
+
+// close stops new flushers and waits for the running ones to end.
+func (f *flushers) close() {
+	f.mu.Lock()
+	f.closed = true
+	if f.n == 0 {
+		f.mu.Unlock()
+		return
+	}
+	drained := make(chan struct{})
+	f.drained = drained
+	f.mu.Unlock()
+	<-drained
 }
 
 // Log returns the log of the session named name. Logs of one name from
@@ -259,13 +310,15 @@ func (s *Store) dispatch(m rueidis.PubSubMessage) {
 		}
 		return
 	}
-	msg, ok := parseMessage(m.Message)
+	msgs, ok := parseMessages(m.Message)
 	s.mu.Lock()
 	for f := range s.subs[m.Channel] {
-		if ok {
-			f.push(msg)
-		} else {
+		if !ok {
 			f.kick(true)
+			continue
+		}
+		for _, msg := range msgs {
+			f.push(msg)
 		}
 	}
 	s.mu.Unlock()
