@@ -10,7 +10,8 @@
 //
 // Each append is one Lua script: the dedup check, the epoch, the next seq
 // (HINCRBY), XADD to the session's stream trimmed to the window, and
-// PUBLISH of the event, atomically. Followers take events from pub/sub,
+// PUBLISH of the event, atomically; appends that wait for one log on one
+// node go together in one script call. Followers take events from pub/sub,
 // check that their seqs follow on, and read any gap from the stream
 // before they deliver what comes after it. Redis pub/sub is at most once
 // and a subscription can fall silent without an error, so the store
