@@ -47,7 +47,7 @@ var guarantees = []guarantee{
 	},
 	{
 		claim: "**No silent loss.** A client is replayed what it missed, or told `resumed:false` with the head; a slow consumer is closed (4001), never skipped.",
-		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestWriteAfterStaleDeadline", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
+		tests: append(append(root("TestResumeReplaysMissedEvents", "TestResumeNotPossible", "TestSlowConsumerClosedOthersUnaffected", "TestPausedReaderGetsEverything", "TestWriteIgnoresStaleDeadline", "TestLimitHistoryWindow", "TestShutdownGoingAway", "TestConnCloseFlushesEvents"),
 			refs("./client", "TestResumeAfterDrop", "TestResetOnUnknownEpoch", "TestFullBufferResumes")...),
 			refs("./cmd/soak", "TestRestartResetsClients")...),
 		soak: "loss per client, clients at head, the restart into a new epoch",
