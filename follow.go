@@ -96,6 +96,7 @@ func (s *Session) resync(ctx context.Context) error {
 	s.window.head = after
 	s.head.Store(after)
 	s.ready = true
+	s.growLocked()
 	var stale []*Conn
 	if old != "" && old != epoch {
 		for c := range s.conns {
@@ -130,9 +131,58 @@ func (s *Session) receive(epoch string, recs []Record) error {
 		s.stamp(r.Seq)
 	}
 	s.head.Store(s.window.head)
+	s.growLocked()
 	s.mu.Unlock()
 	s.wakePacer()
 	return nil
+}
+
+// growLocked wakes whoever waits for the window to move (awaitPosition).
+// The caller holds s.mu for writing.
+func (s *Session) growLocked() {
+	if s.grown != nil {
+		close(s.grown)
+		s.grown = make(chan struct{})
+	}
+}
+
+// resumeWait bounds how long a resume waits for the window to reach its
+// position.
+const resumeWait = 2 * time.Second
+
+// awaitPosition waits, on a shared log, for the window to reach a resume
+// position beyond its head in its epoch, for up to resumeWait: another
+// node may have sent the client events this one has not received from the
+// log yet. It reports false when the node should refuse the connection for
+// now (503, which clients retry): the position is still beyond the window
+// but the log has it, or the log cannot say. A position beyond the log's
+// own head is let through, to be answered resumed:false as on one node.
+func (s *Session) awaitPosition(ctx context.Context, pos resumePos) bool {
+	if s.shared == nil || !pos.resume {
+		return true
+	}
+	t := time.NewTimer(resumeWait)
+	defer t.Stop()
+	for {
+		s.mu.RLock()
+		done := s.closed || pos.epoch != "" && pos.epoch != s.epoch || pos.after <= s.window.head
+		epoch, grown := s.epoch, s.grown
+		s.mu.RUnlock()
+		if done {
+			return true
+		}
+		select {
+		case <-grown:
+			continue
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		logEpoch, head, err := s.shared.Head(hctx)
+		cancel()
+		return err == nil && (logEpoch != epoch || head < pos.after)
+	}
 }
 
 // appendShared commits one publish to the shared log.

@@ -28,7 +28,8 @@ const maxEpochLen = 64
 // when the authentication hook refuses (403, or another 4xx, when its
 // error says so: see WithAuthenticate), 403 for a foreign origin or a host
 // not listed by WithHosts, and 503 at the connection limit or after
-// Shutdown.
+// Shutdown, and on a shared log 503 while the session has not caught up
+// with a resume position the log has.
 func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.hosts != nil && !hostAllowed(s.cfg.hosts, r.Host) {
 		http.Error(w, "host not allowed", http.StatusForbidden)
@@ -59,6 +60,11 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // The slot admit reserved is given back exactly once: here if the upgrade
 // fails, otherwise when the connection's goroutine ends.
 func (s *Session) upgrade(w http.ResponseWriter, r *http.Request, id Identity, pos resumePos) {
+	if !s.awaitPosition(r.Context(), pos) {
+		s.release()
+		http.Error(w, "catching up with the log", http.StatusServiceUnavailable)
+		return
+	}
 	guard := newFrameGuard(s.cfg.maxMessageSize, rate.NewLimiter(rate.Limit(s.cfg.inboundRate), s.cfg.inboundBurst))
 	hw := &hijackRecorder{ResponseWriter: w, guard: guard, writeTimeout: s.cfg.writeTimeout}
 	var c *Conn

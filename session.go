@@ -34,6 +34,7 @@ type Session struct {
 	window      history                 // the events connections are served from
 	shared      Log                     // WithLog; nil: the session is its own log
 	ready       bool                    // with shared: the window has the log's epoch
+	grown       chan struct{}           // with shared: closed and replaced when the window grows, the epoch changes or the session closes
 	head        atomic.Uint64           // window.head, readable without the lock
 	connList    atomic.Pointer[[]*Conn] // snapshot of conns, for waking writers
 	due         chan struct{}           // cap 1: an event was committed; wakes the pacer
@@ -108,6 +109,7 @@ func newSession(name string, cfg config, hub *Hub) *Session {
 	s.startObserving()
 	if cfg.log != nil {
 		s.shared, s.epoch = cfg.log, ""
+		s.grown = make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stopFollow = cancel
 		s.wg.Add(1)

@@ -56,6 +56,7 @@ func (s *Session) stop() []*Conn {
 	}
 	s.closed = true
 	s.tail.wake() // followers end once they have what was committed
+	s.growLocked()
 	if s.stopFollow != nil {
 		s.stopFollow()
 	}

@@ -33,6 +33,8 @@ type Stats struct {
 	Resent      uint64 // publishes sent again on a new connection
 	RateLimited uint64 // rate_limited refusals; the publish is sent again after a pause
 	Snapshots   uint64 // snapshots handed to the WithOnSnapshot function
+	Unavailable uint64 // unavailable refusals (the server's log could not commit); sent again after a pause
+	Failovers   uint64 // moves to the next URL of WithFailover after a failed connection attempt
 }
 
 // Client is a connection to a fanout session that survives disconnects: it
@@ -40,7 +42,8 @@ type Stats struct {
 // All its methods are safe to call from any goroutine.
 type Client struct {
 	cfg     config
-	base    *url.URL // the URL given to Dial, without after and epoch
+	bases   []*url.URL // the URL given to Dial, then WithFailover's, without after and epoch
+	cur     int        // the one connections go to; only the goroutine that connects uses it
 	log     *slog.Logger
 	backoff backoff
 
@@ -50,7 +53,7 @@ type Client struct {
 	events  chan Event    // nil when a handler is set
 	pubKick chan struct{} // a publish is waiting to be sent
 
-	reconnects, resets, duplicates, resent, rateLimited, snapshots atomic.Uint64
+	reconnects, resets, duplicates, resent, rateLimited, snapshots, unavailable, failovers atomic.Uint64
 
 	// Where the connection is: the position to resume from. Only the run
 	// goroutine uses these (Dial before it starts).
@@ -85,24 +88,35 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("fanout/client: bad URL: %w", err)
-	}
-	switch u.Scheme {
-	case "ws", "wss", "http", "https":
-	default:
-		return nil, fmt.Errorf("fanout/client: bad URL scheme %q", u.Scheme)
-	}
-	if err := takeStart(&cfg, u); err != nil {
-		return nil, err
+	var bases []*url.URL
+	for i, raw := range append([]string{rawURL}, cfg.failover...) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("fanout/client: bad URL: %w", err)
+		}
+		switch u.Scheme {
+		case "ws", "wss", "http", "https":
+		default:
+			return nil, fmt.Errorf("fanout/client: bad URL scheme %q", u.Scheme)
+		}
+		if i == 0 {
+			if err := takeStart(&cfg, u); err != nil {
+				return nil, err
+			}
+		} else {
+			q := u.Query()
+			q.Del("after")
+			q.Del("epoch")
+			u.RawQuery = q.Encode()
+		}
+		bases = append(bases, u)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	c := &Client{
 		cfg:         cfg,
-		base:        u,
+		bases:       bases,
 		log:         cfg.logger,
 		backoff:     backoff{min: cfg.minBackoff, max: cfg.maxBackoff},
 		done:        make(chan struct{}),
@@ -122,7 +136,12 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	if cfg.handler == nil {
 		c.events = make(chan Event)
 	}
+	// The first connection tries each URL once, in order.
 	cn, err := c.connect(ctx)
+	for i := 1; err != nil && i < len(bases) && !terminal(err) && ctx.Err() == nil; i++ {
+		c.failover()
+		cn, err = c.connect(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +178,11 @@ func takeStart(cfg *config, u *url.URL) error {
 // connURL is the URL of the next connection: the caller's, plus the
 // position to resume from when there is one.
 func (c *Client) connURL() string {
+	base := c.bases[c.cur]
 	if !c.known {
-		return c.base.String()
+		return base.String()
 	}
-	u := *c.base
+	u := *base
 	q := "after=" + strconv.FormatUint(c.rseq, 10)
 	if c.repoch != "" {
 		q += "&epoch=" + url.QueryEscape(c.repoch)
@@ -228,6 +248,16 @@ func (c *Client) reconnect(immediate bool) *conn {
 			return nil
 		}
 		c.log.Warn("fanout/client: reconnect failed", "attempt", attempt+1, "err", err)
+		c.failover()
+	}
+}
+
+// failover moves the following connection attempts to the next URL, if
+// WithFailover gave several.
+func (c *Client) failover() {
+	if len(c.bases) > 1 {
+		c.cur = (c.cur + 1) % len(c.bases)
+		c.failovers.Add(1)
 	}
 }
 
@@ -333,6 +363,8 @@ func (c *Client) Stats() Stats {
 		Resent:      c.resent.Load(),
 		RateLimited: c.rateLimited.Load(),
 		Snapshots:   c.snapshots.Load(),
+		Unavailable: c.unavailable.Load(),
+		Failovers:   c.failovers.Load(),
 	}
 }
 

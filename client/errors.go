@@ -31,14 +31,20 @@ const (
 	// appended, and the client sends it again after a pause, so Publish
 	// never returns it.
 	CodeRateLimited = "rate_limited"
+	// CodeUnavailable is a publish the server could not commit to its
+	// shared log (fanout.ErrUnavailable): nothing was acked, and the
+	// client sends it again, with the same id, after a pause, so Publish
+	// never returns it. If it was committed after all, the retry gets the
+	// original seq.
+	CodeUnavailable = "unavailable"
 )
 
 // PublishError is a publish the server refused for good with an error
 // message: Code CodeInvalid, CodeForbidden or CodeTooLarge, or a code a
 // newer server added. Publish also returns CodeTooLarge without sending
 // anything when the message exceeds WithMaxMessageSize. A CodeRateLimited
-// refusal is not an error: the client sends the publish again after a
-// pause (see Publish).
+// or CodeUnavailable refusal is not an error: the client sends the publish
+// again after a pause (see Publish).
 type PublishError struct {
 	Code    string
 	Message string

@@ -134,7 +134,7 @@ func TestConnURL(t *testing.T) {
 			u, err := url.Parse(tt.url)
 			require.NoError(t, err)
 			require.NoError(t, takeStart(&cfg, u))
-			c := &Client{base: u, rseq: cfg.startSeq, repoch: cfg.startEpoch, known: cfg.startSet}
+			c := &Client{bases: []*url.URL{u}, rseq: cfg.startSeq, repoch: cfg.startEpoch, known: cfg.startSet}
 			assert.Equal(t, tt.first, c.connURL())
 			c.rseq, c.repoch, c.known = 42, "e/1", true
 			assert.Equal(t, tt.then, c.connURL())

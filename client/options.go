@@ -29,6 +29,7 @@ type config struct {
 	buffer         int
 	maxInFlight    int
 	logger         *slog.Logger
+	failover       []string
 }
 
 func defaultConfig() config {
@@ -64,6 +65,19 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: epoch longer than 64 bytes", ErrInvalidOption)
 	}
 	return nil
+}
+
+// WithFailover gives the client more servers of the same session (nodes
+// sharing one log, such as redislog's) to connect to when the one it uses
+// cannot be reached. Dial tries its URL, then these, in order, until one
+// welcomes it; afterwards, each failed reconnect attempt moves to the next
+// URL, round the list. The client carries its position and its pending
+// publishes across: it resumes on the new server after the last event it
+// received, and sends the unacked publishes again with their ids. A
+// refusal that stops the client (a 4xx other than 408 or 429) stops it
+// whichever server sent it. Default: none, only Dial's URL.
+func WithFailover(urls ...string) Option {
+	return func(c *config) { c.failover = append(c.failover, urls...) }
 }
 
 // WithHandler sets the function that receives events. It is called from a

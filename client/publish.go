@@ -91,11 +91,12 @@ func (c *Client) drop(p *pub) {
 }
 
 // answer handles the server's ack or error for a publish sent on
-// connection gen. A rate_limited refusal leaves the publish pending, to be
-// sent again once the window's pause is over; any other answer settles it.
+// connection gen. A rate_limited or unavailable refusal leaves the publish
+// pending, to be sent again, with its id, once the window's pause is over;
+// any other answer settles it.
 // Either way the window has room again, so the writer is woken.
 func (c *Client) answer(gen uint64, m *message) {
-	limited := m.Type == "error" && m.Code == CodeRateLimited
+	limited := m.Type == "error" && (m.Code == CodeRateLimited || m.Code == CodeUnavailable)
 	c.mu.Lock()
 	p := c.pubs[m.ID]
 	if p == nil || p.gen != gen || gen != c.gen {
@@ -105,8 +106,15 @@ func (c *Client) answer(gen uint64, m *message) {
 	}
 	if limited {
 		c.window.refused(p.round, time.Now(), mrand.Float64())
-		p.gen = 0 // definitely not appended: not a resend when it goes again
-		c.rateLimited.Add(1)
+		if m.Code == CodeRateLimited {
+			p.gen = 0 // definitely not appended: not a resend when it goes again
+			c.rateLimited.Add(1)
+		} else {
+			// Perhaps committed after all (the server timed out waiting
+			// for its log): the retry, same id, gets the original seq.
+			p.gen = ^uint64(0)
+			c.unavailable.Add(1)
+		}
 		c.mu.Unlock()
 		kick(c.pubKick)
 		return

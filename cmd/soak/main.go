@@ -46,6 +46,7 @@ func main() {
 	report := flag.String("report", "", "write the reliability page (RELIABILITY.md) to this file")
 	tests := flag.String("tests", "", "with -report: `go test -json` output to summarize")
 	fuzz := flag.String("fuzz", "", "with -report: results written by scripts/fuzz.sh -o")
+	multinode := flag.String("multinode", "", "with -report: the Markdown results of redislog's cmd/nodesoak -o")
 	flag.Parse()
 
 	if err := fdlimit.Raise(uint64(4*cfg.Clients + 1024)); err != nil {
@@ -60,7 +61,7 @@ func main() {
 	}
 	res.WriteText(os.Stdout)
 	if *report != "" {
-		if err := writeReport(*report, res, *tests, *fuzz); err != nil {
+		if err := writeReport(*report, res, *tests, *fuzz, *multinode); err != nil {
 			fmt.Fprintf(os.Stderr, "soak: report: %v\n", err)
 			os.Exit(2)
 		}

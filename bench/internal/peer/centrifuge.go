@@ -26,6 +26,11 @@ func newCentrifuge(c Config, history bool) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startCentrifuge(node, c, history)
+}
+
+// startCentrifuge sets node up as the benchmark's server and runs it.
+func startCentrifuge(node *centrifuge.Node, c Config, history bool) (Server, error) {
 	node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
 		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{UserID: "bench"}}, nil
 	})

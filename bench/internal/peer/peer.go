@@ -52,6 +52,12 @@ var All = []Peer{
 		New: func(c Config) (Server, error) { return newCentrifuge(c, true) }},
 	{Name: "centrifuge-nohist", Label: "centrifuge (no history)", Kind: load.Centrifuge,
 		New: func(c Config) (Server, error) { return newCentrifuge(c, false) }},
+	{Name: "fanout-redis", Label: "fanout on Redis", Kind: load.Fanout, Replay: true,
+		New: func(c Config) (Server, error) { return newFanoutRedis(c, 1) }},
+	{Name: "fanout-redis2", Label: "fanout on Redis, published on another node", Kind: load.Fanout, Replay: true,
+		New: func(c Config) (Server, error) { return newFanoutRedis(c, 2) }},
+	{Name: "centrifuge-redis", Label: "centrifuge on Redis (history, recovery)", Kind: load.Centrifuge, Replay: true,
+		New: newCentrifugeRedis},
 	{Name: "hub", Label: "gorilla hub", Kind: load.Plain, New: newHub},
 	{Name: "raw", Label: "raw floor", Kind: load.Plain, New: newRaw},
 }
