@@ -157,6 +157,33 @@ const resumeWait = 2 * time.Second
 // now (503, which clients retry): the position is still beyond the window
 // but the log has it, or the log cannot say. A position beyond the log's
 // own head is let through, to be answered resumed:false as on one node.
+// awaitReady waits, up to resumeWait, for a session on a shared log to
+// have read the log's epoch and head, so that the first connection of a
+// session just created (by a Hub, say) is served rather than refused. It
+// reports whether the session is ready.
+func (s *Session) awaitReady(ctx context.Context) bool {
+	if s.shared == nil {
+		return true
+	}
+	t := time.NewTimer(resumeWait)
+	defer t.Stop()
+	for {
+		s.mu.RLock()
+		ready, closed, grown := s.ready, s.closed, s.grown
+		s.mu.RUnlock()
+		if ready || closed {
+			return ready
+		}
+		select {
+		case <-grown:
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		}
+	}
+}
+
 func (s *Session) awaitPosition(ctx context.Context, pos resumePos) bool {
 	if s.shared == nil || !pos.resume {
 		return true

@@ -49,7 +49,7 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !s.admit() {
+	if !s.awaitReady(r.Context()) || !s.admit() {
 		http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 		return
 	}

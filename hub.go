@@ -240,6 +240,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "host not allowed", http.StatusForbidden)
 			return
 		}
+		if !s.awaitReady(r.Context()) { // its shared log does not answer
+			http.Error(w, "session unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		if s.admit() {
 			s.upgrade(w, r, id, pos)
 			return

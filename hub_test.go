@@ -483,3 +483,40 @@ func TestHubHosts(t *testing.T) {
 		})
 	}
 }
+
+// With a shared log, eviction drops only the node's window: the next
+// session of that name reads the same log, with its epoch, and a client
+// resumes as if nothing happened.
+func TestHubEvictionKeepsSharedLog(t *testing.T) {
+	var mu sync.Mutex
+	logs := map[string]fanout.Log{}
+	obs := &hubCounter{}
+	hv := newHubServer(t,
+		fanout.WithIdleTimeout(50*time.Millisecond),
+		fanout.WithSessionOptions(func(name string) []fanout.Option {
+			mu.Lock()
+			defer mu.Unlock()
+			if logs[name] == nil {
+				l, err := fanout.NewMemoryLog(100, 100)
+				require.NoError(t, err)
+				logs[name] = l
+			}
+			return []fanout.Option{fanout.WithLog(logs[name]), fanout.WithObserver(obs)}
+		}))
+	c := dial(t, hv.url("doc", ""), nil)
+	epoch := c.welcome.Epoch
+	require.NotEmpty(t, epoch)
+	seq, err := hv.h.Publish(context.Background(), "doc", []byte(`{"n":1}`))
+	require.NoError(t, err)
+	require.Equal(t, uint64(seq), c.nextOf(t, "event").Seq)
+	_ = c.ws.CloseNow()
+	require.Eventually(t, func() bool { return obs.evicted.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	seq2, err := hv.h.Publish(context.Background(), "doc", []byte(`{"n":2}`))
+	require.NoError(t, err)
+	require.Equal(t, seq+1, seq2, "the sequence goes on in the shared log")
+	back := dial(t, hv.url("doc", fmt.Sprintf("after=%d&epoch=%s", seq, epoch)), nil)
+	require.True(t, back.welcome.Resumed)
+	require.Equal(t, epoch, back.welcome.Epoch)
+	require.Equal(t, seq2, back.nextOf(t, "event").Seq)
+}
