@@ -235,5 +235,7 @@ func WithOnLeave(fn func(*Conn)) Option { return func(c *config) { c.onLeave = f
 // (the client retries it; a retry of an id that was in fact committed gets
 // its original seq). The session keeps its own window of the last
 // WithHistory events, filled in order from l's tail, and serves connections
-// from it. Default: none, the session is its own log in memory.
+// from it. Until it has read l's epoch and head a new connection waits, up to
+// 2 s, and is then answered 503 (clients retry). Default: none, the session
+// is its own log in memory.
 func WithLog(l Log) Option { return func(c *config) { c.log = l } }
