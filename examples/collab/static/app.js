@@ -41,7 +41,10 @@ if (!validName(user)) {
 }
 
 // ---- state kept across reloads --------------------------------------------
-const storageKey = 'fanout-collab/v2/' + user;
+// Each document (/d/NAME/) keeps its own; the default one (/) keeps the
+// key it always had.
+const doc = (location.pathname.match(/^\/d\/([^/]+)\//) || [])[1];
+const storageKey = 'fanout-collab/v2/' + user + (doc ? '/d/' + doc : '');
 const state = load(); // { epoch, seq, items: [{seq, data, from, id}], pending: [{id, text, seq}] }
 let dirty = false;
 let client = null;
