@@ -214,7 +214,7 @@ func (h *harness) restart(notes int) error {
 		return err
 	}
 	for i := 1; i <= notes; i++ {
-		if err := publishNote(ts.app.session, fmt.Sprintf("after restart %d", i)); err != nil {
+		if err := publishNote(ts.app.session(), fmt.Sprintf("after restart %d", i)); err != nil {
 			return err
 		}
 	}
@@ -275,7 +275,7 @@ func (h *harness) controlHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session.Epoch())
+		fmt.Fprintf(w, "restarted, epoch %s\n", h.server().app.session().Epoch())
 	})
 	mux.HandleFunc("POST /deafen", func(w http.ResponseWriter, r *http.Request) {
 		n := h.proxy.deafen(r.URL.Query().Get("user"))
@@ -292,7 +292,7 @@ func (h *harness) controlHandler() http.Handler {
 			if n > 0 {
 				t = fmt.Sprintf("%s %d", text, i)
 			}
-			if err := publishNote(h.server().app.session, t); err != nil {
+			if err := publishNote(h.server().app.session(), t); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
@@ -311,11 +311,11 @@ func (h *harness) controlHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		st := h.server().app.session.Stats()
+		st := h.server().app.session().Stats()
 		_ = json.NewEncoder(w).Encode(map[string]any{"published": n, "head": st.Head, "ms": took.Milliseconds()})
 	})
 	mux.HandleFunc("GET /head", func(w http.ResponseWriter, r *http.Request) {
-		st := h.server().app.session.Stats()
+		st := h.server().app.session().Stats()
 		_ = json.NewEncoder(w).Encode(map[string]any{"head": st.Head, "epoch": st.Epoch})
 	})
 	return mux
@@ -324,7 +324,7 @@ func (h *harness) controlHandler() http.Handler {
 // flood publishes rate notes a second for d, keeping to the rate however
 // late the ticker wakes. The notes are small, as a chat message would be.
 func (h *harness) flood(rate int, d time.Duration) (int, time.Duration, error) {
-	s := h.server().app.session
+	s := h.server().app.session()
 	total := int(float64(rate) * d.Seconds())
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

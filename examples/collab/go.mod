@@ -6,7 +6,11 @@ require (
 	github.com/coder/websocket v1.8.15
 	github.com/fanout-go/fanout v0.0.0
 	github.com/fanout-go/fanout/metrics v0.0.0
+	github.com/fanout-go/fanout/natslog v0.0.0
+	github.com/fanout-go/fanout/redislog v0.0.0
+	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/redis/rueidis v1.0.79
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 )
@@ -14,11 +18,15 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
@@ -27,4 +35,6 @@ require (
 replace (
 	github.com/fanout-go/fanout => ../..
 	github.com/fanout-go/fanout/metrics => ../../metrics
+	github.com/fanout-go/fanout/natslog => ../../natslog
+	github.com/fanout-go/fanout/redislog => ../../redislog
 )

@@ -1,22 +1,38 @@
 // Command collab is a shared live list in the browser: every tab that opens
-// the page sees the same notes in the same order, adds its own, and keeps
+// a document sees the same notes in the same order, adds its own, and keeps
 // going across disconnects and server restarts.
 //
 //	go run -C examples/collab .             # then open http://127.0.0.1:8080/
 //	go run -C examples/collab . -addr :9000
 //	go run -C examples/collab . -addr :80 -hosts collab.example.com
 //	go run -C examples/collab . -drain 15s  # stay up 15 s answering /readyz 503 before closing clients
+//	go run -C examples/collab . -redis 127.0.0.1:6379 -addr 127.0.0.1:8081
+//	go run -C examples/collab . -nats nats://127.0.0.1:4222 -addr 127.0.0.1:8082
 //
 // The example is a Go module of its own, so that its metrics (the metrics
-// module, on the Prometheus client) never become the library's dependency.
+// module, on the Prometheus client) and its shared logs (the redislog and
+// natslog modules) never become the library's dependencies.
 //
-// The server side is one fanout.Session mounted at /ws next to the page,
-// with what operators need next to it: Prometheus metrics at /metrics,
-// liveness at /healthz and readiness at /readyz. The page (static/app.js)
-// is built on the browser client package in js/, whose committed build is
-// static/fanout-client.js: it resumes from its last seq, drops duplicates,
-// acks, answers heartbeats, detects a dead server and retries its
-// publishes with the same ids.
+// Each document is a session of one fanout.Hub: the page of document NAME
+// is at /d/NAME/ and its WebSocket at /d/NAME/ws; / and /ws are the default
+// document, "collab". Documents are created when first opened and evicted
+// a minute after their last tab left. The server follows each document's
+// session (Session.Follow) into its latest notes and hands them to a new
+// or reset page as the session's snapshot (fanout.WithSnapshot), so a page
+// shows the notes at once, however far back they go.
+//
+// By default each document's log is in memory: a restart, or the eviction
+// of an idle document, starts it again empty. With -redis ADDR (package
+// redislog) or -nats URL (package natslog, JetStream stream COLLAB) the logs
+// are kept there, and every server started with the same flag serves the
+// same documents: a page can move from one to another and resume.
+//
+// Next to the documents is what operators need: Prometheus metrics at
+// /metrics, liveness at /healthz and readiness at /readyz. The page
+// (static/app.js) is built on the browser client package in js/, whose
+// committed build is static/fanout-client.js: it resumes from its last seq,
+// drops duplicates, acks, answers heartbeats, detects a dead server, takes
+// snapshots and retries its publishes with the same ids.
 //
 // Authentication here is a stand-in: the identity is whatever the ?user=
 // query parameter says. See exampleAuth.
@@ -36,6 +52,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -65,6 +83,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	hosts := flag.String("hosts", "", "comma-separated extra Host names to answer to, such as the domain the server is reached by (default: only the listen address)")
 	drain := flag.Duration("drain", 0, "on SIGTERM, answer /readyz with 503 for this long before closing clients, so a load balancer stops sending new ones first")
+	redisAddr := flag.String("redis", "", "Redis `ADDR` to keep the documents' logs on, shared by every server started with it (default: in memory)")
+	natsURL := flag.String("nats", "", "NATS `URL` whose JetStream keeps the documents' logs, shared by every server started with it (default: in memory)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -75,58 +95,131 @@ func main() {
 		stop() // a second Ctrl-C kills the process at once
 	}()
 
+	cfg := config{drain: *drain}
+	if *hosts != "" {
+		cfg.hosts = strings.Split(*hosts, ",")
+	}
+	switch {
+	case *redisAddr != "" && *natsURL != "":
+		logger.Error("collab: -redis and -nats exclude each other")
+		os.Exit(2)
+	case *redisAddr != "":
+		store, closeStore, err := openRedisStore(*redisAddr, "collab")
+		if err != nil {
+			logger.Error("collab: redis", "addr", *redisAddr, "err", err)
+			os.Exit(1)
+		}
+		defer closeStore()
+		cfg.logs = store
+	case *natsURL != "":
+		store, closeStore, err := openNATSStore(ctx, *natsURL, "COLLAB")
+		if err != nil {
+			logger.Error("collab: nats", "url", *natsURL, "err", err)
+			os.Exit(1)
+		}
+		defer closeStore()
+		cfg.logs = store
+	}
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		logger.Error("collab: listen", "err", err)
 		os.Exit(1)
 	}
-	fmt.Printf("collab: open %s in two or more tabs (add ?user=NAME to pick a name); Ctrl-C stops\n", pageURL(ln.Addr()))
-	var extra []string
-	if *hosts != "" {
-		extra = strings.Split(*hosts, ",")
-	}
-	if err := run(ctx, ln, logger, *drain, extra...); err != nil {
+	fmt.Printf("collab: open %s in two or more tabs (add ?user=NAME to pick a name, or /d/NAME/ for another document); Ctrl-C stops\n", pageURL(ln.Addr()))
+	if err := run(ctx, ln, logger, cfg); err != nil {
 		logger.Error("collab: stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
+// config is what the flags set.
+type config struct {
+	// drain is how long readiness answers 503 before shutdown.
+	drain time.Duration
+	// hosts are Host names the WebSocket answers to besides the listen
+	// address (run adds that one).
+	hosts []string
+	// logs keeps each document's log (a redislog or natslog store); nil:
+	// in memory.
+	logs logStore
+}
+
+// logStore is a shared log with one fanout.Log per document:
+// *redislog.Store and *natslog.Store are.
+type logStore interface {
+	Log(name string) fanout.Log
+}
+
 // run serves the example on ln until ctx ends, then shuts down gracefully:
 // connected pages are closed with 1001 and reconnect on their own. The
 // WebSocket answers only requests for ln's own address, or for one of
-// hosts.
-func run(ctx context.Context, ln net.Listener, logger *slog.Logger, drain time.Duration, hosts ...string) error {
-	a, err := newApp(logger, fanout.WithHosts(listenHosts(ln.Addr(), hosts)...))
+// cfg.hosts.
+func run(ctx context.Context, ln net.Listener, logger *slog.Logger, cfg config) error {
+	cfg.hosts = listenHosts(ln.Addr(), cfg.hosts)
+	a, err := newApp(logger, cfg)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
-	a.drain = drain
 	return a.serve(ctx, ln)
 }
 
-// app is the example server: one session and the page, with metrics and
-// health checks.
+// defaultDoc is the document at / and /ws.
+const defaultDoc = "collab"
+
+// app is the example server: the hub of documents and the page, with
+// metrics and health checks.
 type app struct {
-	session *fanout.Session
-	logger  *slog.Logger
-	srv     *http.Server
-	health  *health.Checker
-	drain   time.Duration // how long readiness answers 503 before shutdown
-	// sessionDone receives the result of Session.Shutdown, which
-	// http.Server runs in its own goroutine (RegisterOnShutdown).
+	hub    *fanout.Hub
+	logger *slog.Logger
+	srv    *http.Server
+	health *health.Checker
+	drain  time.Duration // how long readiness answers 503 before shutdown
+	logs   logStore      // nil: logs in memory
+	// stopping is set when the hub's shutdown begins.
+	stopping atomic.Bool
+	// sessionDone receives the result of Hub.Shutdown, which http.Server
+	// runs in its own goroutine (RegisterOnShutdown).
 	sessionDone chan error
+
+	// docs holds the notes of each document's current session, which a
+	// goroutine of followers keeps up to date.
+	mu        sync.Mutex
+	docs      map[string]*notes
+	followers sync.WaitGroup
 }
 
-// newApp builds the example's session and HTTP server. extra options are
-// applied after the example's own (tests use them to shorten timings).
-func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
+// session returns the default document's session, opening it if it is
+// not live.
+func (a *app) session() *fanout.Session {
+	if s, ok := a.hub.Session(defaultDoc); ok {
+		return s
+	}
+	s, err := a.hub.Open(defaultDoc)
+	if err != nil {
+		panic(err) // the hub was shut down before the document was ever opened
+	}
+	return s
+}
+
+// notesOf returns the notes of document name's current session.
+func (a *app) notesOf(name string) *notes {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.docs[name]
+}
+
+// newApp builds the example's hub and HTTP server. extra options are
+// applied to every document after the example's own (tests use them to
+// shorten timings).
+func newApp(logger *slog.Logger, cfg config, extra ...fanout.Option) (*app, error) {
 	page, err := fs.Sub(static, "static")
 	if err != nil {
 		return nil, err
 	}
-	a := &app{logger: logger, sessionDone: make(chan error, 1)}
-	// Metrics: the session's (package metrics) next to the Go runtime's
+	a := &app{logger: logger, drain: cfg.drain, logs: cfg.logs, sessionDone: make(chan error, 1), docs: map[string]*notes{}}
+	// Metrics: the sessions' (package metrics) next to the Go runtime's
 	// and the process's, on a registry of the example's own.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -134,31 +227,69 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]fanout.Option{
-		fanout.WithObserver(m),
-		fanout.WithAuthenticate(exampleAuth),
-		fanout.WithValidate(validateNote),
-		fanout.WithLogger(logger),
-		fanout.WithOnJoin(func(c *fanout.Conn) {
-			logger.Info("collab: join", "user", c.Identity().User, "conn", c.ID(), "remote", c.RemoteAddr())
+	obs := docObserver{Metrics: m, created: a.follow}
+	sessionOpts := func(name string) []fanout.Option {
+		// Each session of a document gets notes of its own, served as its
+		// snapshot; a.follow starts following it once the hub made it.
+		n := &notes{}
+		a.mu.Lock()
+		a.docs[name] = n
+		a.mu.Unlock()
+		opts := []fanout.Option{
+			fanout.WithObserver(obs),
+			fanout.WithSnapshot(n.snapshot), // a new or reset page gets the notes so far
+			fanout.WithValidate(validateNote),
+			fanout.WithLogger(logger.With("doc", name)),
+			fanout.WithOnJoin(func(c *fanout.Conn) {
+				logger.Info("collab: join", "doc", name, "user", c.Identity().User, "conn", c.ID(), "remote", c.RemoteAddr())
+			}),
+			fanout.WithOnLeave(func(c *fanout.Conn) {
+				logger.Info("collab: leave", "doc", name, "user", c.Identity().User, "conn", c.ID(), "reason", c.CloseReason())
+			}),
+		}
+		if a.logs != nil {
+			opts = append(opts, fanout.WithLog(a.logs.Log(name)))
+		}
+		return append(opts, extra...)
+	}
+	hubOpts := []fanout.HubOption{
+		fanout.WithHubAuthenticate(exampleAuth),
+		fanout.WithSessionName(func(r *http.Request) string {
+			if doc := r.PathValue("doc"); doc != "" {
+				return doc
+			}
+			return defaultDoc // /ws
 		}),
-		fanout.WithOnLeave(func(c *fanout.Conn) {
-			logger.Info("collab: leave", "user", c.Identity().User, "conn", c.ID(), "reason", c.CloseReason())
-		}),
-	}, extra...)
-	s, err := fanout.NewSession("collab", opts...)
+		fanout.WithSessionOptions(sessionOpts),
+	}
+	if cfg.hosts != nil {
+		hubOpts = append(hubOpts, fanout.WithHubHosts(cfg.hosts...))
+	}
+	hub, err := fanout.NewHub(hubOpts...)
 	if err != nil {
 		return nil, err
 	}
-	a.session = s
-	a.health = health.New(s)
+	a.hub = hub
+	a.health = health.New(hubHealth{a})
 
+	files := pageHeaders(http.FileServerFS(page))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /healthz", a.health.Live())
 	mux.Handle("GET /readyz", a.health.Ready())
-	mux.Handle("GET /", pageHeaders(http.FileServerFS(page)))
-	mux.Handle("GET /ws", s) // the WebSocket; see PROTOCOL.md
+	mux.Handle("GET /", files)
+	mux.Handle("GET /ws", hub) // the default document's WebSocket; see PROTOCOL.md
+	mux.Handle("GET /d/{doc}/ws", hub)
+	mux.HandleFunc("GET /d/{doc}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Path+"/?"+r.URL.RawQuery, http.StatusFound)
+	})
+	// The same page for every document, at /d/NAME/, so that its relative
+	// "ws" is that document's WebSocket.
+	mux.HandleFunc("GET /d/{doc}/{file...}", func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + r.PathValue("file")
+		files.ServeHTTP(w, r2)
+	})
 
 	a.srv = &http.Server{
 		Handler:           mux,
@@ -168,32 +299,83 @@ func newApp(logger *slog.Logger, extra ...fanout.Option) (*app, error) {
 		// ReadTimeout, and a keep-alive connection with no request is
 		// closed after IdleTimeout, so idle clients cannot hold every
 		// descriptor. WebSockets are not cut: net/http clears these
-		// deadlines when the session takes the connection over.
+		// deadlines when the hub takes the connection over.
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second,
 	}
 	// http.Server.Shutdown does not close WebSockets (they are hijacked):
-	// the session does, with 1001, so pages resume after a restart.
+	// the hub does, with 1001, so pages resume after a restart.
 	a.srv.RegisterOnShutdown(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		a.sessionDone <- s.Shutdown(ctx)
+		a.stopping.Store(true)
+		a.sessionDone <- hub.Shutdown(ctx)
 	})
 	return a, nil
 }
 
+// follow starts following the session the hub just created for document
+// name into that session's notes, until the session is closed (evicted,
+// or shut down with the hub).
+func (a *app) follow(name string) {
+	a.followers.Add(1)
+	go func() { // not under the hub's lock, which it holds while telling the observer
+		defer a.followers.Done()
+		s, ok := a.hub.Session(name)
+		if !ok {
+			return // evicted already
+		}
+		if n := a.notesOf(name); n != nil && n.start() {
+			n.follow(s, a.logger)
+		}
+	}()
+}
+
+// docObserver is the sessions' observer: the metrics, and the start of
+// each new session's notes.
+type docObserver struct {
+	*metrics.Metrics
+	created func(name string)
+}
+
+// HubSessionCreated implements fanout.Observer.
+func (o docObserver) HubSessionCreated(name string) {
+	o.Metrics.HubSessionCreated(name)
+	o.created(name)
+}
+
+// hubHealth is what readiness reports on: the hub's documents and
+// connections, and, on a shared log, the default document's view of it.
+type hubHealth struct{ a *app }
+
+// Health implements health.Source.
+func (h hubHealth) Health(ctx context.Context) fanout.Health {
+	st := h.a.hub.Stats()
+	stopping := h.a.stopping.Load()
+	r := fanout.Health{Ready: !stopping, ShuttingDown: stopping, Sessions: st.Sessions, Connections: st.Connections}
+	if h.a.logs != nil && !stopping {
+		if s, ok := h.a.hub.Session(defaultDoc); ok {
+			d := s.Health(ctx)
+			r.Ready = r.Ready && d.Ready
+			r.Log = d.Log
+		}
+	}
+	return r
+}
+
 // serve serves on ln until ctx ends or the listener fails, then shuts the
-// HTTP server and the session down. It returns once every connection's
-// goroutines have ended.
+// HTTP server and the hub down. It returns once every connection's
+// goroutines, and every document's follower, have ended.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
-	a.logger.Info("collab: serving", "url", pageURL(ln.Addr()), "epoch", a.session.Epoch())
+	defer a.followers.Wait()
+	a.logger.Info("collab: serving", "url", pageURL(ln.Addr()))
 	served := make(chan error, 1)
 	go func() { served <- a.srv.Serve(ln) }()
 
 	select {
 	case err := <-served:
-		// The listener failed: nothing will shut the session down gracefully.
-		_ = a.session.Close()
+		// The listener failed: nothing will shut the hub down gracefully.
+		_ = a.hub.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -210,7 +392,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := a.srv.Shutdown(sctx)
 	<-served                                // http.ErrServerClosed
-	err = errors.Join(err, <-a.sessionDone) // wait for the hook's Session.Shutdown
+	err = errors.Join(err, <-a.sessionDone) // wait for the hook's Hub.Shutdown
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -40,7 +40,13 @@ type testServer struct {
 // stop is called).
 func startServer(t *testing.T, logger *slog.Logger, opts ...fanout.Option) *testServer {
 	t.Helper()
-	ts, err := newTestServer(logger, opts...)
+	return startServerWith(t, logger, config{}, opts...)
+}
+
+// startServerWith is startServer with the flags' settings in cfg.
+func startServerWith(t *testing.T, logger *slog.Logger, cfg config, opts ...fanout.Option) *testServer {
+	t.Helper()
+	ts, err := newTestServerWith(logger, cfg, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ts.stop() })
 	return ts
@@ -48,10 +54,15 @@ func startServer(t *testing.T, logger *slog.Logger, opts ...fanout.Option) *test
 
 // newTestServer starts the example on 127.0.0.1:0; the caller stops it.
 func newTestServer(logger *slog.Logger, opts ...fanout.Option) (*testServer, error) {
+	return newTestServerWith(logger, config{}, opts...)
+}
+
+// newTestServerWith is newTestServer with the flags' settings in cfg.
+func newTestServerWith(logger *slog.Logger, cfg config, opts ...fanout.Option) (*testServer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := newApp(logger, opts...)
+	a, err := newApp(logger, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +179,7 @@ func TestWelcome(t *testing.T) {
 	assert.Equal(t, "welcome", w["type"])
 	assert.Equal(t, "collab", w["session"])
 	assert.Equal(t, "a", w["user"])
-	assert.Equal(t, ts.app.session.Epoch(), w["epoch"])
+	assert.Equal(t, ts.app.session().Epoch(), w["epoch"])
 	assert.Equal(t, false, w["resumed"])
 	assert.EqualValues(t, 25000, w["heartbeat"])
 	presence, ok := w["presence"].([]any)
@@ -177,7 +188,7 @@ func TestWelcome(t *testing.T) {
 	assert.Equal(t, "a", presence[0].(map[string]any)["user"])
 
 	// The page's first visit: after=0 without an epoch replays everything.
-	_, err := ts.app.session.Publish(context.Background(), []byte(`{"text":"from the server"}`))
+	_, err := ts.app.session().Publish(context.Background(), []byte(`{"text":"from the server"}`))
 	require.NoError(t, err)
 	c, msgs := dial(t, ts.wsURL("?user=b&after=0"))
 	assert.Equal(t, true, msgs[0]["resumed"])
@@ -254,7 +265,7 @@ func TestPublish(t *testing.T) {
 		assert.Equal(t, "bad", e["id"])
 		assert.Contains(t, e["message"], tc.want)
 	}
-	assert.EqualValues(t, 1, ts.app.session.Stats().Head, "refused notes are not appended")
+	assert.EqualValues(t, 1, ts.app.session().Stats().Head, "refused notes are not appended")
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {
@@ -282,7 +293,7 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	err := <-closed
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "err: %v", err)
 
-	_, err = ts.app.session.Publish(ctx, []byte(`{"text":"late"}`))
+	_, err = ts.app.session().Publish(ctx, []byte(`{"text":"late"}`))
 	assert.ErrorIs(t, err, fanout.ErrClosed)
 	_, err = net.DialTimeout("tcp", ts.addr, time.Second)
 	assert.Error(t, err, "the listener is closed")
@@ -305,7 +316,7 @@ func TestRunStopsOnListenerError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	require.NoError(t, ln.Close())
-	err = run(context.Background(), ln, slog.New(slog.DiscardHandler), 0)
+	err = run(context.Background(), ln, slog.New(slog.DiscardHandler), config{})
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, http.ErrServerClosed))
 }
@@ -338,7 +349,9 @@ func TestOnlyOwnHost(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, slog.New(slog.DiscardHandler), 0, "collab.example.com") }()
+	go func() {
+		done <- run(ctx, ln, slog.New(slog.DiscardHandler), config{hosts: []string{"collab.example.com"}})
+	}()
 	defer func() {
 		cancel()
 		require.NoError(t, <-done)
@@ -369,7 +382,7 @@ func TestOnlyOwnHost(t *testing.T) {
 // could stall in, idle keep-alive connections included, and WebSockets
 // outlive those bounds.
 func TestServerTimeouts(t *testing.T) {
-	a, err := newApp(slog.New(slog.DiscardHandler))
+	a, err := newApp(slog.New(slog.DiscardHandler), config{})
 	require.NoError(t, err)
 	assert.Positive(t, a.srv.ReadHeaderTimeout, "ReadHeaderTimeout")
 	assert.Positive(t, a.srv.ReadTimeout, "ReadTimeout")
@@ -398,4 +411,79 @@ func TestServerTimeouts(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // past the read bound of a plain request
 	write(t, c, `{"type":"publish","id":"p1","data":{"text":"still here"}}`)
 	readUntil(t, c, 1, "ack")
+}
+
+// Each document has its page at /d/NAME/ and its own session at
+// /d/NAME/ws; the default document is the one at / and /ws.
+func TestDocuments(t *testing.T) {
+	ts := startServer(t, nil)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		path     string
+		status   int
+		contains string
+	}{
+		{"/d/notes/?user=alice", http.StatusOK, `src="docs.js"`},
+		{"/d/notes/app.js", http.StatusOK, "PROTOCOL.md"},
+		{"/d/notes/docs.js", http.StatusOK, "/d/NAME/ws"},
+		{"/d/notes?user=alice", http.StatusFound, ""},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := noRedirect.Get("http://" + ts.addr + tc.path)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tc.status, resp.StatusCode)
+			assert.Contains(t, string(body), tc.contains)
+			if tc.status == http.StatusFound {
+				assert.Equal(t, "/d/notes/?user=alice", resp.Header.Get("Location"))
+			}
+		})
+	}
+
+	base := "ws://" + ts.addr
+	notes, msgs := dial(t, base+"/d/notes/ws?user=a")
+	assert.Equal(t, "notes", msgs[0]["session"])
+	main, msgs := dial(t, ts.wsURL("?user=a"))
+	assert.Equal(t, "collab", msgs[0]["session"])
+	_, msgs = dial(t, base+"/d/collab/ws?user=b")
+	assert.Equal(t, ts.app.session().Epoch(), msgs[0]["epoch"], "/d/collab/ws is the default document")
+
+	write(t, notes, `{"type":"publish","id":"n1","data":{"text":"in notes"}}`)
+	ev := readUntil(t, notes, 1, "event")
+	assert.EqualValues(t, 1, ev[0]["seq"])
+	write(t, main, `{"type":"publish","id":"m1","data":{"text":"in main"}}`)
+	ev = readUntil(t, main, 1, "event")
+	assert.EqualValues(t, 1, ev[0]["seq"], "each document has its own sequence")
+	assert.Equal(t, "in main", ev[0]["data"].(map[string]any)["text"])
+
+	// A new page of each document gets that document's notes, and only
+	// them, in its snapshot.
+	for _, tc := range []struct{ url, text string }{
+		{base + "/d/notes/ws?user=c", "in notes"},
+		{ts.wsURL("?user=c"), "in main"},
+	} {
+		require.Eventually(t, func() bool {
+			c, msgs := dial(t, tc.url)
+			defer c.CloseNow()
+			if len(msgs) == 1 {
+				msgs = append(msgs, readMessages(t, c)...)
+			}
+			require.Equal(t, "snapshot", msgs[1]["type"], tc.url)
+			notes := msgs[1]["data"].(map[string]any)["notes"].([]any)
+			if len(notes) == 0 {
+				return false // the notes have not followed the note yet
+			}
+			require.Len(t, notes, 1, tc.url)
+			assert.Equal(t, tc.text, notes[0].(map[string]any)["data"].(map[string]any)["text"], tc.url)
+			return true
+		}, 5*time.Second, 10*time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, base+"/d/no%20spaces/ws?user=a", nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fanout-go/fanout"
 )
@@ -27,6 +28,8 @@ type noteEntry struct {
 // seq of the last event they reflect. It is built by following the
 // session, and served to pages as the snapshot.
 type notes struct {
+	started atomic.Bool // one follower only
+
 	mu    sync.Mutex
 	seq   uint64
 	epoch string
@@ -57,6 +60,10 @@ func (n *notes) snapshot(context.Context) (fanout.Snapshot, error) {
 	}{Notes: append([]noteEntry{}, n.list...)})
 	return fanout.Snapshot{Seq: n.seq, Epoch: n.epoch, Data: data}, err
 }
+
+// start reports whether the caller is the first to ask, and so the one
+// to follow the session.
+func (n *notes) start() bool { return n.started.CompareAndSwap(false, true) }
 
 // follow keeps the list up to date until the session closes. If the list
 // ever falls out of the session's history (it would have to be more than

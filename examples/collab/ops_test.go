@@ -113,7 +113,7 @@ func TestDrainBeforeGoingAway(t *testing.T) {
 	}
 	code, _ := ts.get(t, "/healthz")
 	assert.Equal(t, http.StatusOK, code)
-	assert.Equal(t, 1, ts.app.session.Stats().Connections, "clients are still served while draining")
+	assert.Equal(t, 1, ts.app.session().Stats().Connections, "clients are still served while draining")
 
 	require.NoError(t, <-stopped)
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(<-closed))

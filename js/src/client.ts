@@ -24,6 +24,18 @@ export interface Reset {
   oldest: number;
 }
 
+/** The host's state as of seq, sent by a server that has snapshots in place of the events up to seq. */
+export interface Snapshot<T = unknown> {
+  /** The last event the state reflects (0: the state before any event); delivery continues with seq + 1. */
+  seq: number;
+  /** The epoch of seq. */
+  epoch: string;
+  /** The state, as the host made it. */
+  data: T;
+  /** True when it replaces a position the server could not resume (a reset, counted in stats.resets); false on a fresh start. */
+  reset: boolean;
+}
+
 /** One connection present in the session. */
 export interface Member {
   user: string;
@@ -71,6 +83,14 @@ export interface Options {
    * the server's history.
    */
   onReset?: (reset: Reset) => number | void;
+  /**
+   * Receives the host's state when the server sends one: on a start without
+   * a position, and in place of a reset when the position cannot be resumed
+   * (onReset is then not called). The application replaces its state with
+   * it; the events after its seq follow. Without this option snapshots are
+   * ignored, and a refused resume calls onReset.
+   */
+  onSnapshot?: (snapshot: Snapshot) => void;
   /** The connections present: after each welcome (change null), join and leave. */
   onPresence?: (members: Member[], change: { type: 'join' | 'leave'; member: Member } | null) => void;
   /** Connection state changes, with a short reason. */
@@ -146,6 +166,8 @@ export class FanoutClient {
   private ws: WebSocket | null = null;
   private gen = 0; // bumped by every socket
   private welcomed = false;
+  private snap = 0; // a snapshot is due: 1 on a fresh start, 2 in place of a reset
+  private snapEp = ''; // the epoch of the welcome it follows
   private st: Status = 'connecting';
   private err: FanoutError | null = null;
 
@@ -276,6 +298,7 @@ export class FanoutClient {
     this.ws = ws;
     this.gen++;
     this.welcomed = false;
+    this.snap = 0;
     this.ackable = this.acked = 0;
     this.last = now();
     this.check();
@@ -345,7 +368,9 @@ export class FanoutClient {
       case 'welcome':
         return this.welcome(m);
       case 'event':
-        return this.event(m);
+        return this.snap ? this.drop('event before the snapshot') : this.event(m);
+      case 'snapshot':
+        return this.snapshot(m);
       case 'ack':
       case 'error':
         if (typeof m.id == 'string') return this.answer(m);
@@ -367,7 +392,13 @@ export class FanoutClient {
     if (this.welcomed) return this.drop('second welcome');
     const ws = this.ws;
     this.heartbeat = w.heartbeat > 0 ? w.heartbeat : 0;
-    if (this.known && (!w.resumed || (this.ep && this.ep != w.epoch))) {
+    const reset = this.known && (!w.resumed || (!!this.ep && this.ep != w.epoch));
+    this.snap = w.snapshot === true && this.o.onSnapshot ? (reset ? 2 : 1) : 0;
+    if (this.snap) {
+      // The snapshot that follows is the resync and sets the position; a
+      // reconnect before it asks as this connection did.
+      this.snapEp = w.epoch;
+    } else if (reset) {
       // The position is gone: the application resyncs to head.
       this.stats.resets++;
       this.seq = w.head;
@@ -384,7 +415,7 @@ export class FanoutClient {
     } else if (!this.ep) {
       this.ep = w.epoch; // resumed in "the current epoch", now known
     }
-    this.known = true;
+    if (!this.snap) this.known = true;
     this.welcomed = true;
     this.attempt = 0;
     if (this.everWelcomed) this.stats.reconnects++;
@@ -398,6 +429,24 @@ export class FanoutClient {
     if (this.ws !== ws) return;
     this.o.onPresence?.(this.presence, null);
     this.kick = true;
+  }
+
+  private snapshot(m: Msg) {
+    if (!this.snap) return; // not asked for (no onSnapshot): skipped, as an unknown type
+    if (!Number.isSafeInteger(m.seq) || m.seq < 0) return this.drop('bad snapshot');
+    const reset = this.snap == 2;
+    this.snap = 0;
+    this.known = true;
+    if (reset) this.stats.resets++;
+    this.seq = this.ackable = m.seq;
+    this.ep = typeof m.epoch == 'string' && m.epoch ? m.epoch : this.snapEp;
+    try {
+      this.o.onSnapshot?.({ seq: m.seq, epoch: this.ep, data: m.data, reset });
+    } catch (err) {
+      setTimeout(() => {
+        throw err;
+      });
+    }
   }
 
   private event(e: Msg) {

@@ -76,6 +76,74 @@ test('a refused resume calls onReset with the new head and epoch; delivery goes 
   client.close();
 });
 
+test('a snapshot after the welcome goes to onSnapshot before the events after its seq, and sets the position', async () => {
+  const seen = [];
+  const { client, sockets, last, got } = setup({
+    onSnapshot: (snap) => seen.push(['snapshot', snap]),
+    onEvent: (e) => { got.push(e); seen.push(['event', e.seq]); },
+  });
+  // The snapshot may come in the frame after the welcome; it lags the head.
+  last().recv(welcome({ head: 5, snapshot: true }));
+  assert.deepEqual(seen, [], 'nothing before the snapshot');
+  last().recv({ type: 'snapshot', epoch: 'e1', seq: 3, data: { notes: [1, 2, 3] } }, event(4), event(5));
+  assert.deepEqual(seen, [
+    ['snapshot', { seq: 3, epoch: 'e1', data: { notes: [1, 2, 3] }, reset: false }],
+    ['event', 4], ['event', 5],
+  ], 'events up to head after the snapshot are delivered, not dropped');
+  assert.deepEqual(client.position, { seq: 5, epoch: 'e1' });
+  assert.equal(client.stats.resets, 0, 'a fresh start is no reset');
+  await until(() => last().messages().some((m) => m.type === 'ack' && m.seq === 5), 1000, 'the ack of 5');
+  // A reconnect resumes from the position the snapshot started.
+  last().end(1006);
+  await until(() => sockets.length === 2, 1000, 'a reconnect');
+  assert.equal(last().url.searchParams.get('after'), '5');
+  assert.equal(last().url.searchParams.get('epoch'), 'e1');
+  assert.deepEqual(got.map((e) => e.seq), [4, 5]);
+  client.close();
+});
+
+test('a refused resume with a snapshot: the snapshot is the resync, in place of onReset', async () => {
+  const snaps = [];
+  const resets = [];
+  const { client, sockets, last, got } = setup({
+    after: 7, epoch: 'old', onReset: (r) => { resets.push(r); }, onSnapshot: (s) => snaps.push(s),
+  });
+  last().recv(welcome({ epoch: 'new', head: 3, oldest: 1, resumed: false, snapshot: true }));
+  // Dropped before its snapshot: the next connection asks as this one did.
+  last().end(1006);
+  await until(() => sockets.length === 2, 1000, 'a reconnect');
+  assert.equal(last().url.searchParams.get('after'), '7');
+  assert.equal(last().url.searchParams.get('epoch'), 'old');
+  last().recv(welcome({ epoch: 'new', head: 3, oldest: 1, resumed: false, snapshot: true }),
+    { type: 'snapshot', epoch: 'new', seq: 2, data: 'state' }, event(3));
+  assert.deepEqual(resets, [], 'onReset is not called');
+  assert.deepEqual(snaps, [{ seq: 2, epoch: 'new', data: 'state', reset: true }]);
+  assert.deepEqual(got.map((e) => [e.seq, e.epoch]), [[3, 'new']]);
+  assert.equal(client.stats.resets, 1);
+  assert.deepEqual(client.position, { seq: 3, epoch: 'new' });
+  client.close();
+});
+
+test('an event before the snapshot, or a malformed one, drops the connection; without onSnapshot it is skipped', async () => {
+  const { client, sockets, last, got } = setup({ onSnapshot: () => {} });
+  last().recv(welcome({ head: 2, snapshot: true }), event(1));
+  assert.equal(sockets[0].closedWith, 1000, 'an event before the snapshot');
+  await until(() => sockets.length === 2, 1000, 'a reconnect');
+  assert.equal(last().url.searchParams.has('after'), false, 'still a fresh start');
+  last().recv(welcome({ head: 2, snapshot: true }), { type: 'snapshot', epoch: 'e1', seq: -1, data: null });
+  assert.equal(sockets[1].closedWith, 1000, 'a bad seq');
+  assert.deepEqual(got, []);
+  client.close();
+
+  // A client that does not take snapshots starts after head, as before.
+  const plain = setup();
+  plain.last().recv(welcome({ head: 2, snapshot: true }), { type: 'snapshot', epoch: 'e1', seq: 1, data: null },
+    event(2), event(3));
+  assert.equal(plain.sockets[0].closedWith, null);
+  assert.deepEqual(plain.got.map((e) => e.seq), [3], 'events up to head are dropped');
+  plain.client.close();
+});
+
 test('onReset may ask for a replay of what the server retains', async () => {
   const { client, sockets, last, got } = setup({ after: 7, epoch: 'old', onReset: (r) => r.oldest - 1 });
   last().recv(welcome({ epoch: 'new', head: 3, oldest: 2, resumed: false }), event(4));

@@ -317,6 +317,24 @@ test('collab page', async (t) => {
     await pages.alice.waitForFunction(() => document.querySelectorAll('#presence li').length === 2, null, WAIT);
   });
 
+  await t.test('a new tab shows the notes at once, from the snapshot; another document has its own', STEP, async () => {
+    const erin = await openPage('erin');
+    await settled(erin, 4);
+    assert.deepEqual(await notes(erin), await notes(pages.alice), 'the same notes as the tabs that saw them arrive');
+    assert.equal(await stat(erin, 'resets'), 0, 'a fresh start, not a reset');
+    assert.equal(await erin.isHidden('#notice'), true);
+
+    await erin.goto(`${BASE}/d/side/?user=erin`);
+    await connected(erin);
+    assert.equal(await erin.textContent('#doc-name'), 'side');
+    assert.deepEqual(await notes(erin), [], 'a new document is empty');
+    await add(erin, 'in side');
+    await settled(erin, 1);
+    assert.deepEqual(await notes(erin), [{ seq: 1, from: 'erin', text: 'in side' }], 'its own sequence');
+    await erin.context().close();
+    assert.equal((await notes(pages.alice)).length, 4, 'the default document is untouched');
+  });
+
   await t.test('screenshot', STEP, async () => {
     await add(pages.bob, 'Looks good from here!');
     await sameEverywhere(5);

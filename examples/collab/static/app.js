@@ -41,7 +41,10 @@ if (!validName(user)) {
 }
 
 // ---- state kept across reloads --------------------------------------------
-const storageKey = 'fanout-collab/v2/' + user;
+// Each document (/d/NAME/) keeps its own; the default one (/) keeps the
+// key it always had.
+const doc = (location.pathname.match(/^\/d\/([^/]+)\//) || [])[1];
+const storageKey = 'fanout-collab/v2/' + user + (doc ? '/d/' + doc : '');
 const state = load(); // { epoch, seq, items: [{seq, data, from, id}], pending: [{id, text, seq}] }
 let dirty = false;
 let client = null;
@@ -50,10 +53,12 @@ let members = [];
 
 function start() {
   client = new FanoutClient('ws?user=' + encodeURIComponent(user), {
-    // A first visit asks for all retained history (after 0, current epoch).
-    after: state.seq,
+    // A first visit asks for no position: the server sends its latest
+    // notes (onSnapshot), then the notes after them.
+    after: state.epoch ? state.seq : undefined,
     epoch: state.epoch || undefined,
     onEvent,
+    onSnapshot,
     onReset,
     onStatus,
     onPresence: (m) => {
@@ -81,14 +86,38 @@ function onEvent(e) {
   scheduleRender();
 }
 
-// onReset: the server cannot serve this tab's position (it restarted with a
-// new epoch, or the tab was away longer than it keeps history). This
-// example has no snapshot to load, so it clears the list and replays all
-// the server still keeps; a real app would load a snapshot instead.
-function onReset({ head, epoch, oldest }) {
-  const why = state.epoch && state.epoch !== epoch
+// onSnapshot: the server's latest notes, as of seq. A new tab gets them
+// at once, however far back they go; a tab whose position the server
+// cannot serve (it restarted with a new epoch, or the tab was away longer
+// than it keeps history) gets them in place of that position, and says so.
+// The notes after seq follow as events.
+function onSnapshot({ seq, epoch, data, reset }) {
+  if (reset) {
+    showNotice(resetReason(epoch) + ' The list was replaced by the server’s latest notes.');
+  }
+  state.epoch = epoch;
+  state.seq = seq;
+  state.items = (Array.isArray(data?.notes) ? data.notes : []).map((n) => (
+    { seq: n.seq, data: n.data, from: n.from ?? null, id: n.id ?? null }));
+  for (const p of state.pending) {
+    const item = state.items.find((x) => x.from === user && x.id === p.id);
+    p.seq = item ? item.seq : null;
+  }
+  save();
+  renderAll();
+}
+
+function resetReason(epoch) {
+  return state.epoch && state.epoch !== epoch
     ? 'The server’s history has a new epoch (it restarted, and its in-memory log is gone).'
     : 'This tab was away longer than the server keeps history.';
+}
+
+// onReset: as onSnapshot's reset, from a server without snapshots. There
+// is no state to load: the list is cleared and replays all the server
+// still keeps.
+function onReset({ head, epoch, oldest }) {
+  const why = resetReason(epoch);
   const from = oldest > 0 ? oldest - 1 : head;
   state.epoch = epoch;
   state.seq = from;
