@@ -65,6 +65,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -234,7 +235,7 @@ func (s *Store) recreate(ctx context.Context) {
 // Log returns the log of the session named name.
 func (s *Store) Log(name string) fanout.Log {
 	tok := "s" + base64.RawURLEncoding.EncodeToString([]byte(name))
-	return &natsLog{
+	l := &natsLog{
 		s:     s,
 		turn:  make(chan struct{}, 1),
 		name:  name,
@@ -242,6 +243,8 @@ func (s *Store) Log(name string) fanout.Log {
 		esubj: s.o.Prefix + ".s." + tok + ".e",
 		tail:  s.o.Prefix + ".t." + tok,
 	}
+	l.reconnects.Store(s.nc.Stats().Reconnects)
+	return l
 }
 
 // Headers of an event.
@@ -263,6 +266,10 @@ type natsLog struct {
 	// with each other; whoever holds it owns head.
 	turn chan struct{}
 	head *position // the session's last event as of the last append; nil when not known
+
+	// reconnects is the connection's reconnect count as a probe of this
+	// log's Follows last saw it, for Options.Observer.
+	reconnects atomic.Uint64
 }
 
 // position is where the session's last event is.
@@ -713,7 +720,6 @@ func (l *natsLog) Follow(ctx context.Context, epoch string, after uint64, fn fun
 	}
 
 	f := follower{l: l, epoch: epoch, pos: after, fn: fn, obs: l.s.o.Observer}
-	reconnects := l.s.nc.Stats().Reconnects
 	if _, err := f.catchUp(ctx); err != nil {
 		return err
 	}
@@ -729,8 +735,10 @@ func (l *natsLog) Follow(ctx context.Context, epoch string, after uint64, fn fun
 			}
 		case <-probe.C:
 			if f.obs != nil {
-				if r := l.s.nc.Stats().Reconnects; r != reconnects {
-					reconnects = r
+				// Counted on the log rather than the Follow, so that a
+				// Follow that failed across the reconnect and was
+				// followed again still reports it.
+				if r := l.s.nc.Stats().Reconnects; l.reconnects.Swap(r) != r {
 					f.obs.LogProbeRestarted(l.name)
 				}
 			}
