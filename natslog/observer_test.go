@@ -119,6 +119,7 @@ func TestObserverGapRepaired(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // the subscription has handed on what it got
 	close(hold)
 	// Take what the tail held, until it falls quiet; the rest was dropped.
 	next := head + 1
