@@ -36,6 +36,10 @@
 //	log_gaps_repaired_total            counter  gaps in a shared log's tail, filled by reading
 //	log_probe_restarts_total           counter  restarts of a shared log backend's probe
 //
+// The last two, and the backend's own log errors, come from the log
+// backend itself: give it the same Metrics (the Observer field of
+// redislog.Options or natslog.Options).
+//
 // With WithSessionLabel, the metrics about connections, publishes and
 // writes (from connections to publish_to_write_seconds, and the two
 // kinds of closes after it) carry a "session" label too.

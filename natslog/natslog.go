@@ -65,6 +65,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,6 +97,15 @@ type Options struct {
 	// Timeout bounds each request to the server that the caller's context
 	// does not bound sooner. Default 2 s.
 	Timeout time.Duration
+	// Observer, if set, is told what the store's logs see of NATS (the
+	// same observer the sessions are given with fanout.WithObserver will
+	// do), with the session's name: LogGapRepaired when a Follow reads
+	// from the stream events its core subscription skipped or had not
+	// brought (a jump in seqs, or a probe that finds the head moved), and
+	// LogProbeRestarted when a Follow's probe finds that the connection
+	// reconnected since the last one (the subscription was made again)
+	// and catches up from the stream. Default: none.
+	Observer fanout.Observer
 }
 
 func (o *Options) setDefaults() error {
@@ -225,7 +235,7 @@ func (s *Store) recreate(ctx context.Context) {
 // Log returns the log of the session named name.
 func (s *Store) Log(name string) fanout.Log {
 	tok := "s" + base64.RawURLEncoding.EncodeToString([]byte(name))
-	return &natsLog{
+	l := &natsLog{
 		s:     s,
 		turn:  make(chan struct{}, 1),
 		name:  name,
@@ -233,6 +243,8 @@ func (s *Store) Log(name string) fanout.Log {
 		esubj: s.o.Prefix + ".s." + tok + ".e",
 		tail:  s.o.Prefix + ".t." + tok,
 	}
+	l.reconnects.Store(s.nc.Stats().Reconnects)
+	return l
 }
 
 // Headers of an event.
@@ -254,6 +266,10 @@ type natsLog struct {
 	// with each other; whoever holds it owns head.
 	turn chan struct{}
 	head *position // the session's last event as of the last append; nil when not known
+
+	// reconnects is the connection's reconnect count as a probe of this
+	// log's Follows last saw it, for Options.Observer.
+	reconnects atomic.Uint64
 }
 
 // position is where the session's last event is.
@@ -703,8 +719,8 @@ func (l *natsLog) Follow(ctx context.Context, epoch string, after uint64, fn fun
 		return unavailable(err)
 	}
 
-	f := follower{l: l, epoch: epoch, pos: after, fn: fn}
-	if err := f.catchUp(ctx); err != nil {
+	f := follower{l: l, epoch: epoch, pos: after, fn: fn, obs: l.s.o.Observer}
+	if _, err := f.catchUp(ctx); err != nil {
 		return err
 	}
 	probe := time.NewTicker(l.s.o.Probe)
@@ -718,8 +734,20 @@ func (l *natsLog) Follow(ctx context.Context, epoch string, after uint64, fn fun
 				return err
 			}
 		case <-probe.C:
-			if err := f.catchUp(ctx); err != nil {
+			if f.obs != nil {
+				// Counted on the log rather than the Follow, so that a
+				// Follow that failed across the reconnect and was
+				// followed again still reports it.
+				if r := l.s.nc.Stats().Reconnects; l.reconnects.Swap(r) != r {
+					f.obs.LogProbeRestarted(l.name)
+				}
+			}
+			n, err := f.catchUp(ctx)
+			if err != nil {
 				return err
+			}
+			if n > 0 && f.obs != nil {
+				f.obs.LogGapRepaired(l.name)
 			}
 		}
 	}
@@ -732,25 +760,28 @@ type follower struct {
 	pos   uint64 // the seq delivered last
 	at    uint64 // its stream sequence, 0 when not known
 	fn    func([]fanout.Record) error
+	obs   fanout.Observer // Options.Observer; nil: none
 }
 
-// catchUp delivers what the stream has after the position.
-func (f *follower) catchUp(ctx context.Context) error {
+// catchUp delivers what the stream has after the position, and returns
+// how many events that was.
+func (f *follower) catchUp(ctx context.Context) (n int, err error) {
 	for {
 		recs, at, err := f.l.read(ctx, f.epoch, f.pos, f.at, followBatch)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return n, ctx.Err()
 			}
-			return err
+			return n, err
 		}
 		if len(recs) == 0 {
 			f.at = at
-			return nil
+			return n, nil
 		}
 		if err := f.fn(recs); err != nil {
-			return err
+			return n, err
 		}
+		n += len(recs)
 		f.pos, f.at = recs[len(recs)-1].Seq, at
 	}
 }
@@ -784,8 +815,12 @@ func (f *follower) tail(ctx context.Context, m *nats.Msg, more <-chan *nats.Msg)
 			if err := flush(); err != nil {
 				return err
 			}
-			if err := f.catchUp(ctx); err != nil {
+			n, err := f.catchUp(ctx)
+			if err != nil {
 				return err
+			}
+			if n > 0 && f.obs != nil {
+				f.obs.LogGapRepaired(f.l.name)
 			}
 		}
 		if len(batch) == followBatch {

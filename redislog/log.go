@@ -18,6 +18,7 @@ import (
 // redisLog is one session's log, as one node sees it.
 type redisLog struct {
 	s       *Store
+	name    string
 	keys    []string // meta, stream, dedup
 	channel string
 
@@ -373,8 +374,10 @@ func (l *redisLog) Follow(ctx context.Context, epoch string, after uint64, fn fu
 	check := time.NewTimer(l.s.opts.CheckInterval)
 	defer check.Stop()
 	read := true // subscribed first, then read: nothing falls in between
+	first := true
 	for {
 		if read {
+			gap := false
 			for {
 				recs, err := l.Read(ctx, epoch, after, readBatch)
 				if err != nil {
@@ -390,11 +393,15 @@ func (l *redisLog) Follow(ctx context.Context, epoch string, after uint64, fn fu
 					return err
 				}
 				after = recs[len(recs)-1].Seq
+				gap = !first
 				if len(recs) < readBatch {
 					break
 				}
 			}
-			read = false
+			if gap && l.s.opts.Observer != nil {
+				l.s.opts.Observer.LogGapRepaired(l.name)
+			}
+			read, first = false, false
 			check.Reset(l.s.opts.CheckInterval)
 		}
 		select {

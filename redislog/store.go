@@ -68,6 +68,17 @@ type Options struct {
 	// Timeout bounds one append's round trip to Redis (several appends
 	// waiting for one log share it). Default 5 s.
 	Timeout time.Duration
+	// Observer, if set, is told what the store sees of Redis (the same
+	// observer the sessions are given with fanout.WithObserver will do):
+	// LogGapRepaired with the session's name when a follower reads from
+	// the stream events its pub/sub tail skipped or had not brought (a
+	// jump in seqs, a full queue, a quiet check or the catch-up after a
+	// reconnect that finds the head moved); LogProbeRestarted with the
+	// Prefix when the store's pub/sub connection, once up, failed or fell
+	// silent and the store reconnects and resubscribes; and LogError with
+	// the Prefix and op "pubsub" for each error that ends or prevents
+	// that connection. Default: none.
+	Observer fanout.Observer
 }
 
 // maxQueue bounds the events pub/sub hands one follower before it takes
@@ -207,6 +218,7 @@ func (s *Store) Log(name string) fanout.Log {
 	base := "{" + s.opts.Prefix + ":" + name + "}"
 	return &redisLog{
 		s:       s,
+		name:    name,
 		keys:    []string{base + ":m", base + ":s", base + ":d"},
 		channel: base + ":c",
 	}
@@ -221,7 +233,15 @@ func (s *Store) run(ctx context.Context) {
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
-		_ = s.serve(ctx)
+		up, err := s.serve(ctx)
+		if o := s.opts.Observer; o != nil && ctx.Err() == nil {
+			if err != nil {
+				o.LogError(s.opts.Prefix, "pubsub", err)
+			}
+			if up {
+				o.LogProbeRestarted(s.opts.Prefix)
+			}
+		}
 		if time.Since(start) > 10*time.Second {
 			backoff = 10 * time.Millisecond
 		}
@@ -235,8 +255,8 @@ func (s *Store) run(ctx context.Context) {
 
 // serve opens a pub/sub connection, subscribes the probe channel and every
 // followed one, has every follower catch up, then probes the connection
-// until it fails or ctx ends.
-func (s *Store) serve(ctx context.Context) error {
+// until it fails or ctx ends. up says whether it got as far as probing.
+func (s *Store) serve(ctx context.Context) (up bool, err error) {
 	dc, _ := s.client.Dedicate()
 	defer dc.Close()
 	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: s.dispatch})
@@ -249,11 +269,11 @@ func (s *Store) serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	sctx, cancel := context.WithTimeout(ctx, s.opts.ProbeInterval+5*time.Second)
-	err := dc.Do(sctx, dc.B().Subscribe().Channel(channels...).Build()).Error()
+	err = dc.Do(sctx, dc.B().Subscribe().Channel(channels...).Build()).Error()
 	cancel()
 	if err != nil {
 		s.subMu.Unlock()
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	s.dc = dc
@@ -278,25 +298,25 @@ func (s *Store) serve(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case err := <-errs:
 			if err == nil {
 				err = errors.New("redislog: pub/sub connection closed")
 			}
-			return err
+			return true, err
 		case <-tick.C:
 			if s.probeGot.Load() != sent {
-				return errProbe
+				return true, errProbe
 			}
 			sent++
 			pctx, cancel := context.WithTimeout(ctx, s.opts.ProbeInterval)
 			n, err := s.client.Do(pctx, s.client.B().Publish().Channel(s.probe).Message(strconv.FormatUint(sent, 10)).Build()).AsInt64()
 			cancel()
 			if err != nil {
-				return err
+				return true, err
 			}
 			if n == 0 {
-				return errProbe // Redis no longer has our subscription
+				return true, errProbe // Redis no longer has our subscription
 			}
 		}
 	}
