@@ -50,7 +50,8 @@
 // Publish encodes an event once, to the bytes every connection sends, and
 // appends it to the session's history window. Each connection keeps only a
 // cursor into that window. One goroutine per session, the pacer, sends new
-// events in rounds: it lets events that follow each other within the batch
+// events in rounds (a [Hub]'s sessions share one pacer per CPU): it lets
+// events that follow each other within the batch
 // window ([WithBatchWindow]) gather, then goes down the connections and
 // writes each one everything after its cursor as one frame of
 // newline-separated messages, with one non-blocking system call; the frame
@@ -64,8 +65,12 @@
 // a slow client never holds up the others: its writer finishes its frames
 // under the write timeout. A resume is a cursor that starts in the past.
 //
-// The history is kept in memory: when the process restarts, the epoch changes
-// and resuming clients are told resumed:false.
+// By default the history is kept in memory: when the process restarts, the
+// epoch changes and resuming clients are told resumed:false. With [WithLog]
+// a session commits to a [Log] that several processes share (modules
+// github.com/fanout-go/fanout/redislog and .../natslog), and fills its
+// window from the log's tail: every node serves the same stream, a client
+// resumes on any of them, and a restart keeps the epoch.
 //
 // # Operating it
 //
