@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -40,20 +41,32 @@ func (s *Session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var id Identity
-	if s.cfg.authenticate != nil {
-		if id, err = s.cfg.authenticate(r); err != nil {
-			code := authStatus(err)
-			s.cfg.logger.Debug("fanout: authentication refused", "session", s.name, "remote", r.RemoteAddr, "status", code, "err", err)
-			http.Error(w, strings.ToLower(http.StatusText(code)), code)
-			return
-		}
+	id, ok := authenticate(w, r, s.cfg.authenticate, s.cfg.logger)
+	if !ok {
+		return
 	}
 	if !s.awaitReady(r.Context()) || !s.admit() {
 		http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	s.upgrade(w, r, id, pos)
+}
+
+// authenticate runs the authentication hook fn, if any, on r. When it
+// refuses, the request is answered with the status its error asks for
+// (authStatus), never with the error's text, and ok is false.
+func authenticate(w http.ResponseWriter, r *http.Request, fn func(*http.Request) (Identity, error), logger *slog.Logger) (id Identity, ok bool) {
+	if fn == nil {
+		return Identity{}, true
+	}
+	id, err := fn(r)
+	if err != nil {
+		code := authStatus(err)
+		logger.Debug("fanout: authentication refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
+		http.Error(w, strings.ToLower(http.StatusText(code)), code)
+		return Identity{}, false
+	}
+	return id, true
 }
 
 // upgrade upgrades an admitted request and starts serving the connection.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -67,6 +68,10 @@ type hubConfig struct {
 // A HubOption configures a Hub. Options are checked by NewHub, which
 // returns an error for an invalid value.
 type HubOption func(*hubConfig)
+
+// hubLogger is where a hub's own refusals go: nowhere, as a hub has no
+// logger of its own (its sessions have theirs).
+var hubLogger = slog.New(slog.DiscardHandler)
 
 // WithHubHosts lists the Host header values the hub accepts, as WithHosts
 // does for a Session: a request for any other host gets 403 before
@@ -205,13 +210,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var id Identity
-	if h.cfg.authenticate != nil {
-		if id, err = h.cfg.authenticate(r); err != nil {
-			code := authStatus(err)
-			http.Error(w, strings.ToLower(http.StatusText(code)), code)
-			return
-		}
+	id, ok := authenticate(w, r, h.cfg.authenticate, hubLogger)
+	if !ok {
+		return
 	}
 	if h.cfg.authorize != nil {
 		if err := h.cfg.authorize(r, id, name); err != nil {
